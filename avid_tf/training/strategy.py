@@ -1,0 +1,29 @@
+"""Builds the tf.distribute strategy a run trains under."""
+
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def get_strategy(name="default", devices=None):
+  """Returns a distribution strategy by name.
+
+  Args:
+    name: "default" (one device), "mirrored" (all local GPUs, or `devices`),
+      or "multi_worker" (MultiWorkerMirroredStrategy configured by the
+      TF_CONFIG environment variable).
+    devices: optional device names for "mirrored", e.g. ["/cpu:0", "/cpu:1"].
+
+  Returns:
+    A `tf.distribute.Strategy`.
+
+  Raises:
+    ValueError: for an unknown name.
+  """
+  if name == "default":
+    return tf.distribute.get_strategy()
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy(devices=devices)
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  raise ValueError(f"Unknown strategy '{name}'; choose one of {STRATEGIES}.")

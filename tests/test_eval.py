@@ -1,0 +1,49 @@
+"""Tests of the minimal evaluation tools: linear probe and retrieval."""
+
+import numpy as np
+import tensorflow as tf
+
+from avid_tf.eval import features
+from avid_tf.eval import linear_probe
+from avid_tf.eval import retrieval
+
+
+def test_recall_at_k_matches_bruteforce_ranking():
+  rng = np.random.default_rng(0)
+  queries = rng.normal(size=(20, 8))
+  keys = queries + rng.normal(scale=1.0, size=(20, 8))
+  recalls = retrieval.recall_at_k(queries, keys, ks=(1, 5))
+  qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+  kn = keys / np.linalg.norm(keys, axis=1, keepdims=True)
+  order = np.argsort(-(qn @ kn.T), axis=1)
+  expected_r1 = np.mean(order[:, 0] == np.arange(20))
+  expected_r5 = np.mean([i in order[i, :5] for i in range(20)])
+  assert recalls[1] == expected_r1
+  assert recalls[5] == expected_r5
+  assert retrieval.recall_at_k(keys, keys)[1] == 1.0
+
+
+def test_linear_probe_separates_separable_classes_and_not_noise():
+  rng = np.random.default_rng(0)
+  centres = rng.normal(scale=3.0, size=(4, 16))
+  labels = rng.integers(0, 4, size=200)
+  x = centres[labels] + rng.normal(size=(200, 16))
+  acc = linear_probe.linear_probe_accuracy(x[:150], labels[:150], x[150:],
+                                           labels[150:], steps=200)
+  assert acc > 0.95
+  noise = rng.normal(size=(200, 16))
+  acc_noise = linear_probe.linear_probe_accuracy(
+      noise[:150], labels[:150], noise[150:], labels[150:], steps=200)
+  assert acc_noise < 0.5
+
+
+def test_extract_features_averages_over_clips():
+  video = tf.random.stateless_normal([5, 3, 2, 4, 4, 3], seed=[1, 2])
+  dataset = tf.data.Dataset.from_tensor_slices({
+      "video": video, "label": tf.range(5), "index": tf.range(5)}).batch(2)
+  fn = lambda x: tf.reshape(x, [tf.shape(x)[0], -1])[:, :6]
+  out = features.extract_features(dataset, {"v": ("video", fn)},
+                                  progress=False)
+  expected = video.numpy().reshape(5, 3, -1)[:, :, :6].mean(axis=1)
+  np.testing.assert_allclose(out["v"], expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(out["index"], np.arange(5))
