@@ -1,0 +1,51 @@
+"""Noise-contrastive estimation loss against memory-bank rows (ALGORITHMS §3).
+
+For an anchor x with positive logits s_p and K negative logits s_j, where
+s = x^T m / tau, and the partition-function estimate Z:
+
+  h(s)  = exp(s) / (exp(s) + K Z)
+  L_NCE = -(1/|P|) sum_p log h(s_p) - sum_j log(1 - h(s_j)),  batch mean.
+
+With c = log(K Z): log h(s) = -softplus(c - s) and log(1 - h(s)) =
+-softplus(s - c), which is how it is computed (stable for any logits).
+"""
+
+import tensorflow as tf
+
+
+def nce_loss(positive_logits, negative_logits, partition):
+  """Batch-mean NCE loss.
+
+  Args:
+    positive_logits: float [B, P], x^T m_p / tau for the P positives.
+    negative_logits: float [B, K], x^T m_j / tau for the K negatives; K is
+      this term's own number of negatives.
+    partition: Z > 0, scalar (Python float or tensor).
+
+  Returns:
+    float32 scalar, the NCE loss averaged over the batch.
+  """
+  positive_logits = tf.cast(positive_logits, tf.float32)
+  negative_logits = tf.cast(negative_logits, tf.float32)
+  num_negatives = tf.cast(tf.shape(negative_logits)[1], tf.float32)
+  log_noise = tf.math.log(num_negatives * tf.cast(partition, tf.float32))
+  positive_term = tf.reduce_mean(
+      tf.math.softplus(log_noise - positive_logits), axis=1)
+  negative_term = tf.reduce_sum(
+      tf.math.softplus(negative_logits - log_noise), axis=1)
+  return tf.reduce_mean(positive_term + negative_term)
+
+
+def estimate_partition(negative_logits):
+  """Estimates Z as the mean of exp(s) over all negative logits.
+
+  Under data parallelism average the result over replicas
+  (all_reduce MEAN) so every replica gets the same Z.
+
+  Args:
+    negative_logits: float [B, K].
+
+  Returns:
+    float32 scalar.
+  """
+  return tf.reduce_mean(tf.exp(tf.cast(negative_logits, tf.float32)))

@@ -1,0 +1,279 @@
+"""AVModel: one step against NumPy, Z freezing, weight decay, distribution."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from avid_tf.losses.avid import AVIDObjective
+from avid_tf.memory import memory_bank
+from avid_tf.models.av_model import AVModel
+
+NUM_DATA, NUM_NEGATIVES, DIM, TAU = 32, 16, 8, 0.07
+TERMS = {"v2a": ("video", "audio"), "a2v": ("audio", "video"),
+         "v2v": ("video", "video"), "a2a": ("audio", "audio")}
+
+
+def _mirrored():
+  """MirroredStrategy over the two logical CPUs with fresh collective keys.
+
+  Every MirroredStrategy starts its collective group/instance keys at the
+  same values, so two strategies in one process that run different
+  collectives collide ("Collective instance 100 expected type ...").
+  Bumping the class's (test-only) key base before and after gives this one
+  its own group, also apart from strategies other tests create later.
+  """
+  tf.distribute.MirroredStrategy._collective_key_base += 10
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  tf.distribute.MirroredStrategy._collective_key_base += 10
+  return strategy
+
+
+def _batches(seed=0, num_batches=3, batch_size=8):
+  """Three batches of 8: duplicate indices in batches 1 and 2."""
+  rng = np.random.default_rng(seed)
+  n = num_batches * batch_size
+  indices = rng.permutation(NUM_DATA)[:n].astype(np.int32)
+  # Duplicates inside a batch, on different replicas (positions 1 and 6).
+  indices[6] = indices[1]
+  indices[batch_size + 5] = indices[batch_size + 4]
+  return {"video": rng.normal(size=(n, 2, 6, 6, 3)).astype(np.float32),
+          "audio": rng.normal(size=(n, 10, 9, 1)).astype(np.float32),
+          "index": indices,
+          "label": np.zeros(n, np.int32)}
+
+
+def _dataset(data, batch_size=8):
+  return tf.data.Dataset.from_tensor_slices(data).batch(
+      batch_size, drop_remainder=True)
+
+
+def _first_batch(data, batch_size=8):
+  return {k: v[:batch_size] for k, v in data.items()}
+
+
+def _make_model(objective=None, weight_decay=0.0, seed=0):
+  keras.utils.set_random_seed(seed)
+  video_encoder = keras.Sequential(
+      [keras.layers.Conv3D(4, 3, padding="same"),
+       keras.layers.GlobalMaxPool3D()])
+  audio_encoder = keras.Sequential(
+      [keras.layers.Conv2D(4, 3, padding="same"),
+       keras.layers.GlobalMaxPool2D()])
+  return AVModel(video_encoder, audio_encoder, keras.layers.Dense(DIM),
+                 keras.layers.Dense(DIM), num_data=NUM_DATA,
+                 objective=objective or AVIDObjective(1.0, 1.0, TAU),
+                 num_negatives=NUM_NEGATIVES, weight_decay=weight_decay,
+                 embedding_dim=DIM, seed=seed)
+
+
+def _reference_step(model, batch, term_weights, partition=None):
+  """NumPy float64 loss, Z and bank update of one step from the model state."""
+  embeddings = {k: v.numpy().astype(np.float64)
+                for k, v in model(batch, training=True).items()}
+  banks = {"video": model.video_bank.bank.numpy().astype(np.float64),
+           "audio": model.audio_bank.bank.numpy().astype(np.float64)}
+  indices = batch["index"]
+  step = int(model.optimizer.iterations.numpy())
+  negatives = memory_bank.sample_negatives(
+      indices, NUM_DATA, NUM_NEGATIVES, model.seed, step).numpy()
+  logits = {}
+  for term in term_weights:
+    anchor, memory = TERMS[term]
+    x, rows = embeddings[anchor], banks[memory]
+    logits[term] = (np.sum(x * rows[indices], axis=1) / TAU,
+                    np.einsum("bd,bkd->bk", x, rows[negatives]) / TAU)
+  if partition is None:
+    partition = np.exp(next(iter(logits.values()))[1]).mean()
+  noise = NUM_NEGATIVES * partition
+  term_losses = {}
+  for term, (positive, negative) in logits.items():
+    log_h = positive - np.log(np.exp(positive) + noise)
+    log_1mh = np.log(noise) - np.log(np.exp(negative) + noise)
+    term_losses[term] = np.mean(-log_h - log_1mh.sum(axis=1))
+  loss = sum(term_weights[t] * v for t, v in term_losses.items())
+
+  new_banks = {}
+  for modality, bank in banks.items():
+    bank = bank.copy()
+    x = embeddings[modality]
+    for index in np.unique(indices):
+      mixed = (0.5 * bank[index]
+               + 0.5 * x[indices == index].mean(axis=0))
+      bank[index] = mixed / np.linalg.norm(mixed)
+    new_banks[modality] = bank
+  agreement = np.mean(np.sum(new_banks["video"][indices]
+                             * new_banks["audio"][indices], axis=1))
+  return loss, term_losses, partition, new_banks, agreement
+
+
+def test_call_returns_unit_float32_embeddings():
+  model = _make_model()
+  embeddings = model(_first_batch(_batches()), training=False)
+  assert set(embeddings) == {"video", "audio"}
+  for value in embeddings.values():
+    assert value.dtype == tf.float32 and value.shape == (8, DIM)
+    np.testing.assert_allclose(np.linalg.norm(value.numpy(), axis=1), 1.0,
+                               atol=1e-6)
+  assert not {w.path for w in model.trainable_weights} & {
+      model.video_bank.bank.path, model.audio_bank.bank.path,
+      model.partition.path}
+
+
+@pytest.mark.parametrize("cross, within", [(1.0, 0.0), (0.0, 1.0),
+                                           (1.0, 1.0)])
+def test_train_steps_match_numpy_and_freeze_partition(cross, within):
+  data = _batches()
+  objective = AVIDObjective(cross, within, TAU)
+  model = _make_model(objective)
+  model.compile(optimizer=keras.optimizers.SGD(0.05))
+  batch = _first_batch(data)
+  model(batch)
+  assert model.partition.numpy() == 0.0
+
+  loss, term_losses, partition, banks, agreement = _reference_step(
+      model, batch, objective.term_weights)
+  logs = model.train_on_batch(batch, return_dict=True)
+  expected_keys = {"loss", "partition", "positive_agreement",
+                   "learning_rate"} | {f"loss_{t}" for t in term_losses}
+  assert set(logs) == expected_keys
+  np.testing.assert_allclose(logs["loss"], loss, rtol=1e-5)
+  for term, value in term_losses.items():
+    np.testing.assert_allclose(logs[f"loss_{term}"], value, rtol=1e-5)
+  np.testing.assert_allclose(logs["partition"], partition, rtol=1e-5)
+  np.testing.assert_allclose(model.partition.numpy(), partition, rtol=1e-5)
+  np.testing.assert_allclose(logs["positive_agreement"], agreement,
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(logs["learning_rate"], 0.05, rtol=1e-6)
+  for modality, bank in (("video", model.video_bank),
+                         ("audio", model.audio_bank)):
+    np.testing.assert_allclose(bank.bank.numpy(), banks[modality], atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(bank.bank.numpy(), axis=1),
+                               1.0, atol=1e-6)
+
+  # Second step: new negatives, but Z stays frozen at the first estimate.
+  second = {k: v[8:16] for k, v in data.items()}
+  first_partition = model.partition.numpy()
+  loss, _, _, _, _ = _reference_step(
+      model, second, objective.term_weights, partition=first_partition)
+  logs = model.train_on_batch(second, return_dict=True)
+  assert model.partition.numpy() == first_partition
+  assert logs["partition"] == pytest.approx(first_partition, rel=1e-7)
+  np.testing.assert_allclose(logs["loss"], loss, rtol=1e-5)
+
+
+def test_weight_decay_is_coupled_l2_on_every_trainable_variable():
+  data = _batches()
+  batch = _first_batch(data)
+  plain, decayed = _make_model(weight_decay=0.0), _make_model(weight_decay=0.1)
+  for model in (plain, decayed):
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    model(batch)
+  decayed.set_weights(plain.get_weights())
+  initial = [w.numpy() for w in plain.trainable_weights]
+  plain.train_on_batch(batch)
+  decayed.train_on_batch(batch)
+  # SGD: w' = w - lr * (g + wd * w), so the difference is -lr * wd * w.
+  for w0, w_plain, w_decayed in zip(initial, plain.trainable_weights,
+                                    decayed.trainable_weights):
+    np.testing.assert_allclose(w_decayed.numpy() - w_plain.numpy(),
+                               -0.5 * 0.1 * w0, atol=1e-6)
+
+
+class _StepLogs(keras.callbacks.Callback):
+
+  def __init__(self):
+    super().__init__()
+    self.logs = []
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.logs.append(dict(logs))
+
+
+def _initial_weights(data):
+  model = _make_model(weight_decay=1e-3, seed=1)
+  model(_first_batch(data))
+  return model.get_weights()
+
+
+def _fit(strategy, data, initial_weights, jit_compile=False):
+  with strategy.scope():
+    model = _make_model(weight_decay=1e-3)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  jit_compile=jit_compile)
+    model(_first_batch(data))
+    model.set_weights(initial_weights)
+  step_logs = _StepLogs()
+  model.fit(_dataset(data), epochs=1, verbose=0, callbacks=[step_logs])
+  return model, step_logs.logs
+
+
+def _assert_same_training(model, logs, reference, reference_logs, atol):
+  for name in ("video_bank", "audio_bank"):
+    np.testing.assert_allclose(getattr(model, name).bank.numpy(),
+                               getattr(reference, name).bank.numpy(),
+                               atol=atol)
+  np.testing.assert_allclose(model.partition.numpy(),
+                             reference.partition.numpy(), rtol=1e-6)
+  for w, w_reference in zip(model.trainable_weights,
+                            reference.trainable_weights):
+    np.testing.assert_allclose(w.numpy(), w_reference.numpy(), atol=1e-5)
+  assert len(logs) == len(reference_logs) == 3
+  for step, reference_step in zip(logs, reference_logs):
+    assert set(step) == set(reference_step)
+    for key, value in reference_step.items():
+      np.testing.assert_allclose(step[key], value, rtol=1e-5, err_msg=key)
+
+
+def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
+  data = _batches()
+  initial = _initial_weights(data)
+  single, single_logs = _fit(tf.distribute.get_strategy(), data, initial)
+  strategy = _mirrored()
+  mirrored, mirrored_logs = _fit(strategy, data, initial)
+
+  assert mirrored.optimizer.iterations.numpy() == 3
+  _assert_same_training(mirrored, mirrored_logs, single, single_logs,
+                        atol=1e-6)
+  for variable in (mirrored.video_bank.bank, mirrored.audio_bank.bank,
+                   mirrored.partition):
+    copies = strategy.experimental_local_results(variable.value)
+    assert len(copies) == 2
+    np.testing.assert_array_equal(copies[0].numpy(), copies[1].numpy())
+  for name in ("video_bank", "audio_bank"):
+    bank = getattr(mirrored, name).bank.numpy()
+    np.testing.assert_allclose(np.linalg.norm(bank, axis=1), 1.0, atol=1e-6)
+    # The banks did move (rows of the three batches were written).
+    initial_bank = initial[[w.path for w in mirrored.weights].index(
+        getattr(mirrored, name).bank.path)]
+    assert not np.allclose(bank, initial_bank)
+
+
+def test_jit_compiled_fit_matches_graph_fit():
+  data = _batches()
+  initial = _initial_weights(data)
+  graph, graph_logs = _fit(tf.distribute.get_strategy(), data, initial)
+  compiled, compiled_logs = _fit(tf.distribute.get_strategy(), data, initial,
+                                 jit_compile=True)
+  assert compiled.jit_compile
+  _assert_same_training(compiled, compiled_logs, graph, graph_logs,
+                        atol=1e-6)
+
+
+def test_mixed_precision_step_keeps_float32_banks():
+  data = _batches()
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy("mixed_float16")
+  try:
+    model = _make_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    logs = model.train_on_batch(_first_batch(data), return_dict=True)
+  finally:
+    keras.config.set_dtype_policy(previous)
+  assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+  assert all(np.isfinite(v) for v in logs.values())
+  for bank in (model.video_bank, model.audio_bank):
+    assert bank.bank.dtype == "float32"
+    np.testing.assert_allclose(np.linalg.norm(bank.bank.numpy(), axis=1),
+                               1.0, atol=1e-6)
+  assert model.partition.dtype == "float32" and model.partition.numpy() > 0

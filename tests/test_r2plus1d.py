@@ -1,0 +1,416 @@
+"""Tests for avid_tf.models.r2plus1d (and the padded layers it is built of)."""
+
+import itertools
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from avid_tf.models import layers as model_layers
+from avid_tf.models import r2plus1d
+
+STAGES = ("conv2x", "conv3x", "conv4x", "conv5x")
+BLOCKS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+EPS = 1e-5  # PyTorch BatchNorm default, written here independently.
+
+
+# --------------------------------------------------------------------------
+# NumPy float64 reference (PyTorch semantics: symmetric padding).
+# --------------------------------------------------------------------------
+def np_conv(x, kernel, strides, pads):
+  """Cross-correlation of [B, *S, Cin] with [*K, Cin, Cout], zero-padded."""
+  rank = kernel.ndim - 2
+  x = np.pad(x, [(0, 0)] + [(p, p) for p in pads] + [(0, 0)])
+  sizes = [(x.shape[1 + i] - kernel.shape[i]) // strides[i] + 1
+           for i in range(rank)]
+  out = np.zeros((x.shape[0], *sizes, kernel.shape[-1]))
+  for offset in itertools.product(*[range(k) for k in kernel.shape[:rank]]):
+    window = tuple(slice(o, o + s * (n - 1) + 1, s)
+                   for o, s, n in zip(offset, strides, sizes))
+    out += x[(slice(None),) + window] @ kernel[offset]
+  return out
+
+
+def np_max_pool(x, window, strides, pads):
+  """Max pooling padded with -inf, as torch.nn.MaxPool3d."""
+  x = np.pad(x, [(0, 0)] + [(p, p) for p in pads] + [(0, 0)],
+             constant_values=-np.inf)
+  sizes = [(x.shape[1 + i] - window[i]) // strides[i] + 1
+           for i in range(len(window))]
+  out = np.full((x.shape[0], *sizes, x.shape[-1]), -np.inf)
+  for offset in itertools.product(*[range(k) for k in window]):
+    sl = tuple(slice(o, o + s * (n - 1) + 1, s)
+               for o, s, n in zip(offset, strides, sizes))
+    out = np.maximum(out, x[(slice(None),) + sl])
+  return out
+
+
+def np_bn(x, bn, batch_stats=False):
+  gamma, beta, mean, var = (np.asarray(w, np.float64) for w in (
+      bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance))
+  if batch_stats:
+    axes = tuple(range(x.ndim - 1))
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+  return (x - mean) / np.sqrt(var + EPS) * gamma + beta
+
+
+def relu(x):
+  return np.maximum(x, 0.0)
+
+
+def kernel_of(conv, expected_window):
+  kernel = np.asarray(conv.kernel, np.float64)
+  assert kernel.shape[:3] == expected_window, (conv.name, kernel.shape)
+  return kernel
+
+
+def np_block(block, x, stride, out_channels, batch_stats=False):
+  """ALGORITHMS.md §7 BasicR2P1DBlock, written from the spec."""
+  h = np_conv(x, kernel_of(block.spatial_conv1, (1, 3, 3)), (1, stride, stride),
+              (0, 1, 1))
+  h = relu(np_bn(h, block.spatial_bn1, batch_stats))
+  h = np_conv(h, kernel_of(block.temporal_conv1, (3, 1, 1)), (stride, 1, 1),
+              (1, 0, 0))
+  h = relu(np_bn(h, block.temporal_bn1, batch_stats))
+  h = np_conv(h, kernel_of(block.spatial_conv2, (1, 3, 3)), (1, 1, 1),
+              (0, 1, 1))
+  h = relu(np_bn(h, block.spatial_bn2, batch_stats))
+  h = np_conv(h, kernel_of(block.temporal_conv2, (3, 1, 1)), (1, 1, 1),
+              (1, 0, 0))
+  needs_shortcut_conv = x.shape[-1] != out_channels or stride != 1
+  assert (block.shortcut_conv is not None) == needs_shortcut_conv
+  if needs_shortcut_conv:
+    residual = np_conv(x, kernel_of(block.shortcut_conv, (1, 1, 1)),
+                       (stride,) * 3, (0, 0, 0))
+  else:
+    residual = x
+  return relu(np_bn(h + residual, block.out_bn, batch_stats))
+
+
+def np_r2plus1d(model, video, depth, width, batch_stats=False):
+  """Whole-network reference; returns the same dict as stage_outputs."""
+  out = {}
+  x = np_conv(video.astype(np.float64), kernel_of(model.stem_conv, (3, 7, 7)),
+              (1, 2, 2), (1, 3, 3))
+  x = relu(np_bn(x, model.stem_bn, batch_stats))
+  out["conv1"] = x
+  x = np_max_pool(x, (1, 3, 3), (1, 2, 2), (0, 1, 1))
+  blocks = iter(model.blocks)
+  for stage_index, (name, channels, count) in enumerate(
+      zip(STAGES, (64, 128, 256, 512), BLOCKS[depth])):
+    for block_index in range(count):
+      stride = 2 if stage_index > 0 and block_index == 0 else 1
+      x = np_block(next(blocks), x, stride, int(round(channels * width)),
+                   batch_stats)
+    out[name] = x
+  assert next(blocks, None) is None
+  out["pool"] = x.max(axis=(1, 2, 3))
+  return out
+
+
+def randomize_bn(model, seed=0):
+  """Gives every BN non-trivial gamma/beta/moving statistics."""
+  rng = np.random.default_rng(seed)
+  for layer in model._flatten_layers(include_self=False, recursive=True):
+    if isinstance(layer, keras.layers.BatchNormalization):
+      c = layer.gamma.shape[0]
+      layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+      layer.beta.assign(rng.normal(0, 0.2, c).astype(np.float32))
+      layer.moving_mean.assign(rng.normal(0, 0.2, c).astype(np.float32))
+      layer.moving_variance.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+
+
+def bn_layers(model):
+  return [l for l in model._flatten_layers(include_self=False, recursive=True)
+          if isinstance(l, keras.layers.BatchNormalization)]
+
+
+def count(weights):
+  return sum(int(np.prod(w.shape)) for w in weights)
+
+
+def random_video(shape, seed=0):
+  return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def assert_close(actual, expected, rtol=1e-4):
+  actual = np.asarray(actual, np.float64)
+  scale = max(1.0, float(np.abs(expected).max()))
+  np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+# --------------------------------------------------------------------------
+# Parameter counts.
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("depth,expected", [
+    (10, 7_015_616),
+    (18, 15_379_136),
+    # Not in ALGORITHMS.md; from the same per-block formula: a stride-1
+    # block of width c adds 24c^2 + 8c, so depth 34 = depth 18 + 1 block
+    # of 64 + 2 of 128 + 4 of 256 + 1 of 512 = 15,379,136 + 13,482,496.
+    (34, 28_861_632),
+])
+def test_trainable_parameter_counts(depth, expected):
+  model = r2plus1d.R2Plus1D(depth=depth)
+  model(np.zeros((1, 2, 16, 16, 3), np.float32))
+  trainable = count(model.trainable_weights)
+  print(f"R2Plus1D-{depth}: {trainable:,} trainable parameters")
+  assert trainable == expected
+  # Non-trainable = exactly the BN moving statistics (one mean and one
+  # variance per BN channel, as many as the BN gammas+betas).
+  moving = [w for w in model.non_trainable_weights]
+  assert all(w.path.endswith(("moving_mean", "moving_variance"))
+             for w in moving)
+  bns = bn_layers(model)
+  assert count(moving) == 2 * sum(bn.gamma.shape[0] for bn in bns)
+  # Bias-free convolutions: kernels, gammas and betas only.
+  assert all(w.path.rsplit("/", 1)[-1] in ("kernel", "gamma", "beta")
+             for w in model.trainable_weights)
+
+
+# --------------------------------------------------------------------------
+# Shapes.
+# --------------------------------------------------------------------------
+def test_tiny_output_shape_and_feature_dim():
+  model = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.25)
+  assert model.feature_dim == 128
+  features = model(random_video((2, 4, 32, 32, 3)), training=False)
+  assert features.shape == (2, 128)
+  assert features.dtype == tf.float32
+  assert model.compute_output_shape((2, 4, 32, 32, 3)) == (2, 128)
+
+
+def test_stage_output_shapes_at_112():
+  # Hand-computed with PyTorch's floor((n + 2p - k) / s) + 1:
+  # stem 112 -> (112+6-7)//2+1 = 56; max-pool (56+2-3)//2+1 = 28;
+  # stride-2 3x3 pad 1: 28 -> 14 -> 7 -> 4; time 8 -> 4 -> 2 -> 1
+  # ((8+2-3)//2+1 = 4, (4-1)//2+1 = 2, (2-1)//2+1 = 1).
+  model = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.125)
+  outputs = model.stage_outputs(random_video((1, 8, 112, 112, 3)))
+  shapes = {k: tuple(v.shape) for k, v in outputs.items()}
+  assert shapes == {
+      "conv1": (1, 8, 56, 56, 8),
+      "conv2x": (1, 8, 28, 28, 8),
+      "conv3x": (1, 4, 14, 14, 16),
+      "conv4x": (1, 2, 7, 7, 32),
+      "conv5x": (1, 1, 4, 4, 64),
+      "pool": (1, 64),
+  }
+
+
+def test_symbolic_stage_output_shapes_full_width_at_224():
+  # Symbolic (no compute): full-width channels at 8 x 224 x 224. The
+  # Kinetics probe adaptively max-pools conv2x..conv5x to 12, 8, 6, 4
+  # (spatial), which needs maps at least that large: true here and at 112.
+  model = r2plus1d.R2Plus1D(depth=18)
+  outputs = model.stage_outputs(keras.KerasTensor((None, 8, 224, 224, 3)))
+  shapes = {k: tuple(v.shape) for k, v in outputs.items()}
+  assert shapes == {
+      "conv1": (None, 8, 112, 112, 64),
+      "conv2x": (None, 8, 56, 56, 64),
+      "conv3x": (None, 4, 28, 28, 128),
+      "conv4x": (None, 2, 14, 14, 256),
+      "conv5x": (None, 1, 7, 7, 512),
+      "pool": (None, 512),
+  }
+  for name, target in zip(STAGES, (12, 8, 6, 4)):
+    assert shapes[name][2] >= target and shapes[name][3] >= target
+
+
+def test_odd_sizes_follow_pytorch_arithmetic():
+  model = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.0625)
+  outputs = model.stage_outputs(random_video((1, 3, 23, 17, 3)))
+  # H: 23 -> 12 -> 6 -> 3 -> 2 -> 1; W: 17 -> 9 -> 5 -> 3 -> 2 -> 1;
+  # T: 3 -> 3 -> 3 -> 2 -> 1 -> 1.
+  assert tuple(outputs["conv1"].shape[1:4]) == (3, 12, 9)
+  assert tuple(outputs["conv2x"].shape[1:4]) == (3, 6, 5)
+  assert tuple(outputs["conv3x"].shape[1:4]) == (2, 3, 3)
+  assert tuple(outputs["conv4x"].shape[1:4]) == (1, 2, 2)
+  assert tuple(outputs["conv5x"].shape[1:4]) == (1, 1, 1)
+
+
+# --------------------------------------------------------------------------
+# Numerics against the float64 reference.
+# --------------------------------------------------------------------------
+def test_stem_conv_uses_symmetric_pytorch_padding():
+  model = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.0625)
+  video = random_video((1, 3, 10, 10, 3), seed=1)  # even H/W: Keras "same"
+  model(video)                                     # would pad 2 / 3.
+  kernel = np.random.default_rng(2).normal(size=(3, 7, 7, 3, 4))
+  model.stem_conv.kernel.assign(kernel.astype(np.float32))
+  expected = np_conv(video.astype(np.float64), kernel, (1, 2, 2), (1, 3, 3))
+  actual = np.asarray(model.stem_conv(video))
+  assert actual.shape == (1, 3, 5, 5, 4)
+  assert_close(actual, expected)
+  # The check can tell the paddings apart: Keras "same" differs.
+  same = keras.layers.Conv3D(4, (3, 7, 7), strides=(1, 2, 2), padding="same",
+                             use_bias=False)
+  same.build(video.shape)
+  same.kernel.assign(kernel.astype(np.float32))
+  assert np.abs(np.asarray(same(video)) - expected).max() > 1e-2
+
+
+def test_stem_max_pool_matches_minus_inf_padding_on_relu_inputs():
+  pool = model_layers.PaddedMaxPool((1, 3, 3), strides=(1, 2, 2),
+                                    padding=(0, 1, 1))
+  x = relu(random_video((2, 3, 8, 7, 5), seed=3))
+  expected = np_max_pool(x.astype(np.float64), (1, 3, 3), (1, 2, 2),
+                         (0, 1, 1))
+  actual = np.asarray(pool(x))
+  assert actual.shape == (2, 3, 4, 4, 5)
+  np.testing.assert_array_equal(actual, expected.astype(np.float32))
+  assert pool.compute_output_shape((2, 3, 8, 7, 5)) == (2, 3, 4, 4, 5)
+
+
+def test_conv_kernel_init_matches_pytorch_default():
+  # kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+  conv = model_layers.PaddedConv(64, (3, 7, 7), strides=(1, 2, 2),
+                                 padding=(1, 3, 3))
+  conv.build((None, 4, 16, 16, 3))
+  kernel = np.asarray(conv.kernel)
+  bound = 1.0 / np.sqrt(3 * 7 * 7 * 3)
+  assert kernel.shape == (3, 7, 7, 3, 64)
+  assert np.abs(kernel).max() <= bound
+  assert np.abs(kernel).max() > 0.99 * bound
+  assert kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
+  assert conv.get_config()["padding"] == [1, 3, 3]
+
+
+@pytest.mark.parametrize("depth", [10, 18])
+def test_forward_matches_float64_reference(depth):
+  width = 0.125
+  model = r2plus1d.R2Plus1D(depth=depth, width_multiplier=width)
+  video = random_video((2, 4, 24, 24, 3), seed=depth)
+  model(video)
+  randomize_bn(model, seed=depth)
+  expected = np_r2plus1d(model, video, depth, width)
+  actual = model.stage_outputs(video, training=False)
+  assert set(actual) == set(expected)
+  for name in expected:
+    assert_close(actual[name], expected[name])
+  assert_close(model(video, training=False), expected["pool"])
+
+
+def test_training_mode_uses_batch_statistics_and_pytorch_momentum():
+  model = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.125)
+  video = random_video((3, 4, 24, 24, 3), seed=5)
+  model(video)
+  randomize_bn(model, seed=5)
+  old_mean = np.asarray(model.stem_bn.moving_mean, np.float64)
+  expected = np_r2plus1d(model, video, 10, 0.125, batch_stats=True)
+  # Pre-BN stem output, for the moving-average check.
+  stem = np_conv(video.astype(np.float64),
+                 np.asarray(model.stem_conv.kernel, np.float64), (1, 2, 2),
+                 (1, 3, 3))
+  actual = model(video, training=True)
+  assert_close(actual, expected["pool"], rtol=1e-3)
+  # PyTorch: running = 0.9 * running + 0.1 * batch_mean.
+  assert_close(model.stem_bn.moving_mean,
+               0.9 * old_mean + 0.1 * stem.mean(axis=(0, 1, 2, 3)))
+
+
+# --------------------------------------------------------------------------
+# BN configuration.
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("synchronized", [False, True])
+def test_bn_hyperparameters_and_synchronized_flag(synchronized):
+  model = r2plus1d.R2Plus1D(depth=18, width_multiplier=0.0625,
+                            synchronized_bn=synchronized)
+  model(random_video((1, 2, 16, 16, 3)))
+  bns = bn_layers(model)
+  assert len(bns) == 1 + 8 * 4  # stem + 4 BN per block, 8 blocks.
+  for bn in bns:
+    assert bn.momentum == pytest.approx(0.9)
+    assert bn.epsilon == pytest.approx(1e-5)
+    assert bn.synchronized is synchronized
+  assert model.get_config()["synchronized_bn"] is synchronized
+
+
+def test_synchronized_bn_matches_single_device_under_mirrored_strategy():
+  devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+  if len(devices) < 2:
+    pytest.skip("needs two logical CPU devices (tests/conftest.py)")
+  video = random_video((4, 2, 16, 16, 3), seed=7)
+  reference = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.0625)
+  reference(video)
+  randomize_bn(reference, seed=7)
+  weights = reference.get_weights()
+  expected = np.asarray(reference(video, training=True))
+
+  strategy = tf.distribute.MirroredStrategy(devices)
+
+  def replica_outputs(synchronized):
+    with strategy.scope():
+      model = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.0625,
+                                synchronized_bn=synchronized)
+      model.build(video.shape)
+      model.set_weights(weights)
+    halves = strategy.experimental_distribute_values_from_function(
+        lambda ctx: video[2 * ctx.replica_id_in_sync_group:
+                          2 * ctx.replica_id_in_sync_group + 2])
+    result = strategy.run(
+        lambda x: model(x, training=True), args=(halves,))
+    return np.concatenate(
+        [np.asarray(r) for r in strategy.experimental_local_results(result)])
+
+  assert_close(replica_outputs(True), expected, rtol=1e-4)
+  # Per-replica statistics give different numbers: the flag matters.
+  assert np.abs(replica_outputs(False) - expected).max() > 1e-3
+
+
+# --------------------------------------------------------------------------
+# Config, serialisation, XLA, mixed precision, errors.
+# --------------------------------------------------------------------------
+def test_get_config_round_trip_and_keras_file(tmp_path):
+  model = r2plus1d.R2Plus1D(depth=18, width_multiplier=0.125, name="video")
+  video = random_video((1, 2, 16, 16, 3), seed=8)
+  model(video)
+  randomize_bn(model, seed=8)
+  config = model.get_config()
+  json.dumps(config)
+  assert (config["depth"], config["width_multiplier"],
+          config["synchronized_bn"], config["name"]) == (18, 0.125, False,
+                                                         "video")
+  clone = r2plus1d.R2Plus1D.from_config(config)
+  clone.build(video.shape)
+  assert clone.count_params() == model.count_params()
+  assert [w.path for w in clone.weights] == [w.path for w in model.weights]
+  clone.set_weights(model.get_weights())
+  np.testing.assert_array_equal(clone(video), model(video))
+
+  path = str(tmp_path / "video.keras")
+  model.save(path)
+  loaded = keras.saving.load_model(path)
+  assert isinstance(loaded, r2plus1d.R2Plus1D)
+  np.testing.assert_array_equal(loaded(video), model(video))
+
+
+def test_call_under_jit_compile_matches_eager():
+  model = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.125)
+  video = random_video((2, 4, 16, 16, 3), seed=9)
+  eager = np.asarray(model(video, training=False))
+  compiled = tf.function(lambda x: model(x, training=False),
+                         jit_compile=True)
+  assert_close(compiled(video), eager)
+  compiled_train = tf.function(lambda x: model(x, training=True),
+                               jit_compile=True)
+  assert compiled_train(video).shape == (2, 64)
+
+
+def test_mixed_precision_policy():
+  model = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.125,
+                            dtype="mixed_float16")
+  features = model(random_video((2, 4, 16, 16, 3)), training=True)
+  assert features.dtype == tf.float16
+  assert all(w.dtype == "float32" for w in model.weights)
+  assert np.all(np.isfinite(np.asarray(features, np.float32)))
+  clone = r2plus1d.R2Plus1D.from_config(model.get_config())
+  assert clone.dtype_policy.name == "mixed_float16"
+
+
+@pytest.mark.parametrize("kwargs", [{"depth": 50}, {"width_multiplier": 0}])
+def test_invalid_arguments_raise(kwargs):
+  with pytest.raises(ValueError):
+    r2plus1d.R2Plus1D(**kwargs)
