@@ -1,0 +1,82 @@
+r"""Ingests a folder of videos into an avid_tf dataset (TFDS on disk).
+
+Decodes every video with PyAV (frames at --fps, short side --short_side,
+JPEG; audio mono int16 at --sample_rate), writes the dataset to
+<output_dir>/<name>/1.0.0 with the log-spectrogram statistics of the train
+split, and ingest_report.json listing every input file with its status.
+Bad files are skipped and reported; an interrupted run resumes when rerun
+with the same flags. Exits non-zero only when no video could be ingested.
+
+Example:
+  python scripts/prepare_data.py --video_dir=/data/kinetics/videos \
+    --labels_csv=/data/kinetics/labels.csv --output_dir=/data/avid \
+    --name=kinetics
+"""
+
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+from avid_tf.data import ingest
+
+_VIDEO_DIR = flags.DEFINE_string(
+    "video_dir", None, "Folder of the video files (searched recursively "
+    "when no --labels_csv is given).")
+_LABELS_CSV = flags.DEFINE_string(
+    "labels_csv", None,
+    "Optional CSV with columns path,label[,split]: path relative to "
+    "--video_dir, label a class name (ids follow the sorted names), split "
+    "e.g. train/val (train when absent). Other columns are ignored. Without "
+    "it every file under --video_dir goes to the train split, label -1.")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None,
+    "The dataset is written to <output_dir>/<name>/1.0.0 (the folder that "
+    "training takes as dataset_dir).")
+_NAME = flags.DEFINE_string("name", "videos", "Dataset name.")
+_FPS = flags.DEFINE_integer(
+    "fps", 16, "Frame rate of the stored frames (each output frame is the "
+    "decoded frame nearest before its time).")
+_SHORT_SIDE = flags.DEFINE_integer(
+    "short_side", 128, "Shorter side of the stored frames in pixels "
+    "(aspect ratio kept).")
+_SAMPLE_RATE = flags.DEFINE_integer(
+    "sample_rate", 24000, "Sample rate in Hz of the stored mono int16 audio.")
+_JPEG_QUALITY = flags.DEFINE_integer(
+    "jpeg_quality", 90, "JPEG quality (1..100) of the stored frames.")
+_NUM_WORKERS = flags.DEFINE_integer(
+    "num_workers", None, "Decoding processes (default: the number of CPUs; "
+    "1 decodes in this process).")
+_MISSING_AUDIO = flags.DEFINE_enum(
+    "missing_audio", "silence", list(ingest.MISSING_AUDIO_POLICIES),
+    "Videos without an audio stream: 'silence' ingests them with empty "
+    "audio (zeros at training time), 'skip' leaves them out. Either way "
+    "they are counted in the report.")
+_MIN_DURATION = flags.DEFINE_float(
+    "min_duration", 0.5, "Videos shorter than this many seconds (one clip "
+    "is 8 frames at 16 fps = 0.5 s) are skipped.")
+_PROGRESS = flags.DEFINE_bool(
+    "progress", True, "Show a progress bar (--noprogress hides it).")
+flags.mark_flags_as_required(["video_dir", "output_dir"])
+
+
+def main(argv):
+  del argv
+  start = time.time()
+  try:
+    report = ingest.ingest(
+        _VIDEO_DIR.value, _OUTPUT_DIR.value, _NAME.value,
+        labels_csv=_LABELS_CSV.value, fps=_FPS.value,
+        short_side=_SHORT_SIDE.value, sample_rate=_SAMPLE_RATE.value,
+        jpeg_quality=_JPEG_QUALITY.value, num_workers=_NUM_WORKERS.value,
+        missing_audio=_MISSING_AUDIO.value, min_duration=_MIN_DURATION.value,
+        show_progress=_PROGRESS.value)
+  except ingest.IngestError as e:
+    sys.exit(f"prepare_data: error: {e}")
+  print("\n".join(ingest.summarize(report)))
+  print(f"Elapsed: {time.time() - start:.1f} s")
+
+
+if __name__ == "__main__":
+  app.run(main)
