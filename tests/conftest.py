@@ -14,3 +14,71 @@ import tensorflow as tf  # noqa: E402
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def write_tiny_dataset(directory, num_train=16, num_val=8, num_frames=24,
+                       height=40, width=48, fps=16, sample_rate=24000,
+                       num_classes=4, seed=0):
+  """Writes a small dataset in the ingest format, with no media decoding.
+
+  Frames are coloured noise per class; audio is a class-dependent tone.
+
+  Returns:
+    The dataset folder.
+  """
+  from avid_tf.data import schema  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  name = "tiny"
+  dataset_dir = schema.dataset_dir(str(directory), name)
+  import os  # pylint: disable=g-import-not-at-top
+  os.makedirs(dataset_dir, exist_ok=True)
+  features = schema.features()
+  seconds = num_frames / fps
+  t = np.arange(int(seconds * sample_rate)) / sample_rate
+  lengths = {}
+  for split, count in (("train", num_train), ("val", num_val)):
+    records = []
+    for index in range(count):
+      label = index % num_classes
+      frames = rng.integers(0, 255, size=(num_frames, height, width, 3),
+                            dtype=np.uint8)
+      frames[..., label % 3] //= 2
+      jpegs = [tf.io.encode_jpeg(f).numpy() for f in frames]
+      tone = 0.3 * np.sin(2 * np.pi * (300 + 200 * label) * t)
+      tone += 0.05 * rng.normal(size=t.shape)
+      audio = (np.clip(tone, -1, 1) * 32767).astype(np.int16)
+      records.append(features.serialize_example({
+          "video_id": f"{split}/{index}.mp4", "frames": jpegs, "audio": audio,
+          "label": label, "index": index, "duration": seconds}))
+    schema.write_shard(schema.shard_path(dataset_dir, name, split, 0, 1),
+                       records)
+    lengths[split] = [count]
+  schema.write_dataset_info(dataset_dir, name, lengths, {
+      "fps": fps, "short_side": height, "sample_rate": sample_rate,
+      "label_names": [f"class{i}" for i in range(num_classes)],
+      "spectrogram_mean": [-20.0] * 257, "spectrogram_std": [20.0] * 257,
+      "num_videos": {"train": num_train, "val": num_val}})
+  return dataset_dir
+
+
+@pytest.fixture(autouse=True)
+def separate_collective_keys():
+  """Gives the MirroredStrategies of each test their own collective keys.
+
+  Every new MirroredStrategy numbers its collective ops from the same class
+  attribute; two strategies in one process that run different collectives
+  then abort with "Collective instance ... expected type". Moving the base
+  per test keeps tests independent of each other's order.
+  """
+  tf.distribute.MirroredStrategy._collective_key_base += 100  # pylint: disable=protected-access
+  yield
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_dir(tmp_path_factory):
+  """A 16-train / 8-val video dataset in the on-disk format, shared."""
+  return write_tiny_dataset(tmp_path_factory.mktemp("tiny_dataset"))

@@ -1,0 +1,68 @@
+"""PNG plots of a run: the loss curve and a 2-D map of embeddings."""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+
+def _save(figure, path):
+  tmp_path = path + ".tmp.png"
+  figure.savefig(tmp_path, dpi=110, bbox_inches="tight")
+  plt.close(figure)
+  os.replace(tmp_path, path)
+
+
+def plot_loss_curve(history, path, keys=("loss",)):
+  """Plots training curves from (step, logs) pairs.
+
+  Args:
+    history: list of (step, dict of scalar logs).
+    path: destination PNG.
+    keys: log names to draw; names missing from the logs are skipped.
+  """
+  figure, axis = plt.subplots(figsize=(6, 4))
+  steps = [step for step, _ in history]
+  for key in keys:
+    values = [logs.get(key) for _, logs in history]
+    if any(v is not None for v in values):
+      axis.plot(steps, values, label=key)
+  axis.set_xlabel("step")
+  axis.set_ylabel("loss")
+  axis.set_title("Pretraining loss")
+  axis.legend()
+  axis.grid(alpha=0.3)
+  _save(figure, path)
+
+
+def pca_2d(features):
+  """Projects rows of `features` onto their first two principal axes."""
+  centred = features - features.mean(axis=0)
+  _, _, vt = np.linalg.svd(centred, full_matrices=False)
+  return centred @ vt[:2].T
+
+
+def plot_embeddings(features, labels, path, title, label_names=None):
+  """Scatter plot of a 2-D PCA projection of embeddings, coloured by class.
+
+  Args:
+    features: float array [N, D].
+    labels: int array [N].
+    path: destination PNG.
+    title: plot title.
+    label_names: optional class names indexed by label.
+  """
+  points = pca_2d(np.asarray(features, np.float64))
+  figure, axis = plt.subplots(figsize=(6, 5))
+  colours = plt.get_cmap("tab10" if labels.max() < 10 else "tab20")
+  for label in np.unique(labels):
+    mask = labels == label
+    name = label_names[label] if label_names is not None else str(label)
+    axis.scatter(points[mask, 0], points[mask, 1], s=12,
+                 color=colours(int(label) % colours.N), label=name)
+  axis.set_title(title)
+  axis.legend(fontsize=7, markerscale=1.5, loc="best")
+  _save(figure, path)

@@ -1,0 +1,83 @@
+"""Keras callbacks of a training run: checkpoints, NaN guard, scalars."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+
+class NonFiniteLossError(RuntimeError):
+  """Raised when the training loss becomes NaN or infinite."""
+
+
+class CheckpointAndGuard(keras.callbacks.Callback):
+  """Saves checkpoints every N steps and at epoch ends; stops on NaN loss.
+
+  The loss is checked before any save, so a NaN step never overwrites the
+  last good checkpoint.
+
+  Args:
+    manager: the run's `tf.train.CheckpointManager`.
+    every_steps: save every this many global steps (0 disables).
+  """
+
+  def __init__(self, manager, every_steps):
+    super().__init__()
+    self._manager = manager
+    self._every_steps = every_steps
+    self._last_saved_step = None
+
+  def _save(self, step):
+    if step != self._last_saved_step:
+      self._manager.save(checkpoint_number=step)
+      self._last_saved_step = step
+
+  def _step(self):
+    return int(self.model.optimizer.iterations.numpy())
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = float((logs or {}).get("loss", 0.0))
+    step = self._step()
+    if not math.isfinite(loss):
+      last = self._manager.latest_checkpoint or "none (no checkpoint yet)"
+      raise NonFiniteLossError(
+          f"Loss became {loss} at step {step}; training stopped. Last good "
+          f"checkpoint: {last}")
+    if self._every_steps and step % self._every_steps == 0:
+      self._save(step)
+
+  def on_epoch_end(self, epoch, logs=None):
+    self._save(self._step())
+
+
+class ScalarLogger(keras.callbacks.Callback):
+  """Writes every training log value to TensorBoard at the global step.
+
+  Keras' own TensorBoard callback counts steps per `fit` call; a resumed run
+  needs the optimizer's global step instead. The written values are also kept
+  in `history` as (step, logs) pairs.
+
+  Args:
+    log_dir: folder of the TensorBoard event files.
+    every_steps: write every this many global steps.
+  """
+
+  def __init__(self, log_dir, every_steps=10):
+    super().__init__()
+    self._writer = tf.summary.create_file_writer(log_dir)
+    self._every_steps = max(1, every_steps)
+    self.history = []
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = int(self.model.optimizer.iterations.numpy())
+    if step % self._every_steps:
+      return
+    values = {name: float(value) for name, value in (logs or {}).items()}
+    self.history.append((step, values))
+    with self._writer.as_default(step=step):
+      for name, value in values.items():
+        tf.summary.scalar(f"train/{name}", value)
+    self._writer.flush()
+
+  def on_train_end(self, logs=None):
+    self._writer.flush()

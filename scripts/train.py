@@ -1,0 +1,35 @@
+"""Pretrains an audio-visual model (AVID, AVID+CMA, Robust xID) from gin files.
+
+Example:
+  python scripts/train.py --gin_file=gin/avid/kinetics_cross.gin \
+    --gin_bindings="train.dataset_dir='/data/kinetics/1.0.0'" \
+    --model_dir=/runs/avid_kinetics
+"""
+
+from absl import app
+from absl import flags
+
+from avid_tf.training import gin_utils
+from avid_tf.training import train_lib
+
+_GIN_FILE = flags.DEFINE_multi_string(
+    "gin_file", [], "Gin experiment file(s), applied in order.")
+_GIN_BINDINGS = flags.DEFINE_multi_string(
+    "gin_bindings", [],
+    "Extra gin bindings applied after the files, e.g. "
+    "\"train.batch_size = 64\".")
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None,
+    "Folder for checkpoints, TensorBoard events and config.gin; a run "
+    "resumes from the newest checkpoint found here.")
+flags.mark_flag_as_required("model_dir")
+
+
+def main(argv):
+  del argv
+  gin_utils.parse_gin(_GIN_FILE.value, _GIN_BINDINGS.value)
+  train_lib.train(_MODEL_DIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,69 @@
+"""Tests that a run folder rebuilds its model and exports its encoders."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from avid_tf.export import saved_model
+from avid_tf.training import gin_utils
+from avid_tf.training import train_lib
+from avid_tf.training import trained_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_dataset_dir):
+  model_dir = str(tmp_path_factory.mktemp("run"))
+  gin_utils.parse_gin(
+      [os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")],
+      [f"train.dataset_dir = '{tiny_dataset_dir}'", "train.max_steps = 2"])
+  train_lib.train(model_dir)
+  return model_dir
+
+
+def _checkpoint_banks(model_dir):
+  path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  reader = tf.train.load_checkpoint(path)
+  return {name: reader.get_tensor(name)
+          for name, _ in tf.train.list_variables(path)
+          if name.startswith("model/") and "bank" in name}
+
+
+def test_load_trained_model_restores_the_checkpoint(run_dir):
+  model = trained_model.load_trained_model(run_dir)
+  saved = _checkpoint_banks(run_dir)
+  restored = sorted([model.video_bank.bank.numpy(),
+                     model.audio_bank.bank.numpy()], key=lambda a: a.sum())
+  expected = sorted(saved.values(), key=lambda a: a.sum())
+  for a, b in zip(restored, expected):
+    np.testing.assert_array_equal(a, b)
+  assert model.num_data == 16
+  assert float(model.partition.numpy()) > 0
+
+
+def test_missing_run_folder_is_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="config.gin"):
+    trained_model.load_trained_model(str(tmp_path))
+
+
+def test_export_script_writes_encoders_matching_the_model(run_dir, tmp_path):
+  export_dir = str(tmp_path / "export")
+  subprocess.run([sys.executable, os.path.join(REPO, "scripts", "export.py"),
+                  f"--model_dir={run_dir}", f"--export_dir={export_dir}"],
+                 check=True, capture_output=True, timeout=300)
+  model = trained_model.load_trained_model(run_dir)
+  video = tf.random.stateless_normal([2, 4, 32, 32, 3], seed=[0, 1])
+  layer = saved_model.load_encoder_layer(
+      os.path.join(export_dir, "video_encoder"), trainable=False)
+  np.testing.assert_allclose(layer(video).numpy(),
+                             model.video_encoder(video, training=False).numpy(),
+                             atol=1e-4)
+  metadata = saved_model.read_metadata(os.path.join(export_dir,
+                                                    "audio_encoder"))
+  assert len(metadata["preprocessing"]["spectrogram_mean"]) == 257
+  assert not os.path.exists(os.path.join(export_dir, "memory_bank"))
