@@ -19,6 +19,19 @@ tf.config.set_logical_device_configuration(
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def script_env(**variables):
+  """Environment for running the repository's scripts in a subprocess.
+
+  Puts this checkout first on PYTHONPATH so a script imports the avid_tf
+  under test even when the installed package points at another copy.
+  """
+  path = os.environ.get("PYTHONPATH")
+  return dict(os.environ, PYTHONPATH=REPO + (os.pathsep + path if path else ""),
+              **variables)
+
 
 def write_tiny_dataset(directory, num_train=16, num_val=8, num_frames=24,
                        height=40, width=48, fps=16, sample_rate=24000,
@@ -76,6 +89,14 @@ def separate_collective_keys():
   """
   tf.distribute.MirroredStrategy._collective_key_base += 100  # pylint: disable=protected-access
   yield
+
+
+@pytest.fixture(autouse=True)
+def clear_gin_config():
+  """Keeps one test's gin bindings from configuring the next test."""
+  yield
+  import gin  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,9 @@ from avid_tf.data import audio_ops
 from avid_tf.data import ingest
 from avid_tf.data import media
 from avid_tf.data import schema
+from conftest import REPO
+from conftest import script_env
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _IN_FPS = 25
 _IN_RATE = 48000
 _NUM_FRAMES = 20          # 0.8 s at 25 fps
@@ -291,10 +292,10 @@ def test_script_exits_nonzero_with_one_line_reason(tmp_path):
   video_dir.mkdir()
   (video_dir / "notes.txt").write_text("not a video\n")
   result = subprocess.run(
-      [sys.executable, os.path.join(_REPO, "scripts", "prepare_data.py"),
+      [sys.executable, os.path.join(REPO, "scripts", "prepare_data.py"),
        f"--video_dir={video_dir}", f"--output_dir={tmp_path / 'out'}",
        "--num_workers=1", "--noprogress"],
-      capture_output=True, text=True, timeout=300, check=False)
+      env=script_env(), capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode != 0
   last_line = result.stderr.strip().splitlines()[-1]
   assert last_line.startswith("prepare_data: error: No video ingested")

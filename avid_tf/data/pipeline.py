@@ -1,0 +1,660 @@
+"""tf.data input pipelines: pretraining clips, multi-clip eval, audio folders.
+
+Phases (DMVR-style), all TensorFlow ops after the cheap visit stream:
+  visit stream -> read records -> parse -> sample AV offsets (synchronised)
+  -> decode only the sampled JPEG frames (only the crop window in training)
+  -> video augment -> audio crop -> gain -> log-spectrogram -> normalise
+  -> batch -> prefetch -> {"video", "audio", "index", "label"}
+
+Training stream (`make_train_dataset`)
+--------------------------------------
+Infinite, and a pure function of (seed, element position): the same seed
+gives the same batches whatever `num_parallel_calls` is, and `start_step`
+resumes exactly where an uninterrupted run would be.
+
+* The stream is a sequence of *rounds*; each round visits every video of the
+  split (of this input pipeline, see sharding) exactly once, so any
+  `N * clips_per_video` consecutive elements starting at a round boundary
+  (one epoch, see `steps_per_epoch`) visit every video exactly
+  `clips_per_video` times, and one video rarely appears twice in a batch.
+* Random access into TFRecord files does not exist in tf.data, and a real
+  dataset (hundreds of GB of JPEG frames) does not fit in memory. A round is
+  therefore read as *groups* of shard files: round r permutes the shard
+  files with a stateless shuffle seeded by (seed, r), cuts the permutation
+  into groups of `shards_per_group` files, loads one group's serialized
+  records into memory and visits them in a stateless permutation seeded by
+  (seed, r, group). The shuffle window is thus a group (about
+  `shuffle_window_bytes` of records, the whole split for small datasets)
+  plus the random order of the groups — the trade-off against a global
+  shuffle, which would need the whole dataset in memory. Up to about three
+  groups are in memory at once (one being visited, one prefetched, one
+  loading); a split that fits in one group is read once and kept.
+* Resume: group sizes are known from the dataset metadata, so skipping
+  `start_step * batch` elements needs no I/O: whole rounds are skipped by
+  arithmetic and the first group starts at an offset into its permutation.
+* All randomness of a visit (AV offsets, crop, flip, colour jitter, gain)
+  comes from stateless ops seeded by (seed, round, video index).
+* Multi-worker (`input_context`): input pipeline j of P owns every P-th shard
+  file when the shard count is a multiple of P (each worker reads only its
+  files), otherwise every P-th record of every file (each worker reads all
+  files but keeps its records). The pipelines' video sets are disjoint and
+  each pipeline's stream is built as above over its own videos.
+
+Evaluation (`make_eval_dataset`) reads the split once in file order, with
+`num_clips` clips uniformly spaced over each whole video and deterministic
+centre crops. `make_audio_folder_dataset` serves audio-only datasets (the
+ESC-50 layout: a folder of wav/flac/ogg files and a CSV of labels and folds)
+through tensorflow-io's decoders into the same audio branch.
+"""
+
+import csv
+import math
+import os
+
+import gin
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from avid_tf.data import audio_ops
+from avid_tf.data import schema
+from avid_tf.data import video_ops
+
+AUTOTUNE = tf.data.AUTOTUNE
+# The map functions have no Python control flow on tensors; skipping
+# AutoGraph's source conversion makes building a dataset much faster.
+_plain = tf.autograph.experimental.do_not_convert
+_SEED_SALT = 0x41564944  # "AVID": separates clip seeds from order seeds.
+_ORDER_SALT = 0x4F524452  # "ORDR"
+_AUDIO_FORMATS = {".wav": "wav", ".flac": "flac", ".ogg": "ogg"}
+
+
+# ---------------------------------------------------------------------------
+# Dataset description (Python, once per pipeline).
+# ---------------------------------------------------------------------------
+
+
+class _SplitInfo:
+  """Shard files, record counts and media parameters of one split."""
+
+  def __init__(self, dataset_dir, split):
+    builder = schema.load_builder(dataset_dir)
+    if split not in builder.info.splits:
+      raise ValueError(f"Dataset {dataset_dir} has no split '{split}'; it has "
+                       f"{sorted(builder.info.splits.keys())}.")
+    info = builder.info.splits[split]
+    self.paths = [os.fspath(p) for p in info.filepaths]
+    self.lengths = [int(n) for n in info.shard_lengths]
+    self.num_bytes = int(info.num_bytes)
+    self.num_examples = int(info.num_examples)
+    if self.num_examples == 0:
+      raise ValueError(f"Split '{split}' of {dataset_dir} is empty.")
+    metadata = schema.read_metadata(dataset_dir)
+    path = os.path.join(dataset_dir, schema.METADATA_FILE)
+    for key in ("fps", "sample_rate", "spectrogram_mean", "spectrogram_std"):
+      if key not in metadata:
+        raise ValueError(f"{path} has no '{key}': the dataset was not written "
+                         "by avid_tf's ingest or is incomplete.")
+    self.fps = float(metadata["fps"])
+    self.sample_rate = int(metadata["sample_rate"])
+    self.spectrogram_mean = np.asarray(metadata["spectrogram_mean"],
+                                       np.float32)
+    self.spectrogram_std = np.asarray(metadata["spectrogram_std"], np.float32)
+    for key in ("spectrogram_mean", "spectrogram_std"):
+      if getattr(self, key).shape != (audio_ops.NUM_BINS,):
+        raise ValueError(f"{path}: '{key}' must hold {audio_ops.NUM_BINS} "
+                         f"values, got {getattr(self, key).shape}.")
+
+
+def _pipeline_shard(input_context):
+  """Returns (num_input_pipelines, input_pipeline_id)."""
+  if input_context is None:
+    return 1, 0
+  return input_context.num_input_pipelines, input_context.input_pipeline_id
+
+
+def _per_pipeline_batch(batch_size, input_context):
+  """Per-replica batch, and elements one pipeline consumes per global step."""
+  if input_context is None:
+    return batch_size, batch_size
+  per_replica = input_context.get_per_replica_batch_size(batch_size)
+  replicas_per_pipeline = max(
+      1, input_context.num_replicas_in_sync //
+      input_context.num_input_pipelines)
+  return per_replica, per_replica * replicas_per_pipeline
+
+
+def steps_per_epoch(dataset_dir, batch_size, clips_per_video, split="train"):
+  """Returns ceil(N * clips_per_video / batch_size), N = videos in split."""
+  count = schema.num_examples(dataset_dir, split)
+  return int(math.ceil(count * clips_per_video / batch_size))
+
+
+# ---------------------------------------------------------------------------
+# The training visit stream.
+# ---------------------------------------------------------------------------
+
+
+class _VisitPlan:
+  """Which records an input pipeline visits, in which order (see module doc).
+
+  Attributes:
+    paths: shard files this pipeline reads.
+    owned_counts: records of each file owned by this pipeline.
+    num_owned: videos per round.
+  """
+
+  def __init__(self, split_info, seed, num_pipelines, pipeline_id,
+               shuffle_window_bytes, shards_per_group):
+    paths = list(split_info.paths)
+    lengths = np.asarray(split_info.lengths, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    self.record_sharding = False
+    if num_pipelines > 1 and len(paths) % num_pipelines == 0:
+      paths = paths[pipeline_id::num_pipelines]
+      lengths = lengths[pipeline_id::num_pipelines]
+      offsets = offsets[pipeline_id::num_pipelines]
+      owned = lengths
+    elif num_pipelines > 1:
+      self.record_sharding = True
+      # Records at global positions p with p % P == id, per file.
+      first = (pipeline_id - offsets) % num_pipelines
+      owned = np.maximum(0, (lengths - first + num_pipelines - 1) //
+                         num_pipelines)
+    else:
+      owned = lengths
+    self.paths = paths
+    self.lengths = lengths
+    self.offsets = offsets
+    self.owned_counts = owned.astype(np.int64)
+    self.num_owned = int(owned.sum())
+    if self.num_owned == 0:
+      raise ValueError(
+          f"Input pipeline {pipeline_id} of {num_pipelines} owns no videos: "
+          f"the split has only {split_info.num_examples}.")
+    self.num_pipelines = num_pipelines
+    self.pipeline_id = pipeline_id
+    if shards_per_group is None:
+      bytes_per_shard = max(1, split_info.num_bytes // len(split_info.paths))
+      shards_per_group = max(1, shuffle_window_bytes // bytes_per_shard)
+    self.shards_per_group = int(min(max(1, shards_per_group), len(paths)))
+    self.num_groups = -(-len(paths) // self.shards_per_group)
+    self.seed = int(seed)
+
+  def _order_seed(self, *values):
+    key = tf.constant([self.seed, _ORDER_SALT], tf.int64)
+    for value in values:
+      key = tf.random.experimental.stateless_fold_in(key, value)
+    return key
+
+  def round_groups(self, round_index):
+    """File ids [num_groups, shards_per_group] (-1 padded) and group sizes."""
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(len(self.paths), dtype=tf.int64),
+        self._order_seed(round_index))
+    padding = self.num_groups * self.shards_per_group - len(self.paths)
+    order = tf.concat([order, tf.fill([padding], tf.constant(-1, tf.int64))],
+                      0)
+    groups = tf.reshape(order, [self.num_groups, self.shards_per_group])
+    counts = tf.constant(self.owned_counts, tf.int64)
+    sizes = tf.reduce_sum(
+        tf.where(groups >= 0, tf.gather(counts, tf.maximum(groups, 0)), 0),
+        axis=1)
+    return groups, sizes
+
+  def start_position(self, skip):
+    """(round, group, offset) of the element `skip` elements in."""
+    round_index, offset = divmod(int(skip), self.num_owned)
+    _, sizes = self.round_groups(tf.constant(round_index, tf.int64))
+    ends = np.cumsum(sizes.numpy())
+    group = int(np.searchsorted(ends, offset, side="right"))
+    begin = 0 if group == 0 else int(ends[group - 1])
+    return round_index, group, offset - begin
+
+  def _group_file_ids(self, round_index, group):
+    """Sorted file ids of a group: its records are read in file order."""
+    groups, _ = self.round_groups(round_index)
+    file_ids = groups[group]
+    return tf.sort(tf.boolean_mask(file_ids, file_ids >= 0))
+
+  def _read_files(self, file_ids):
+    paths = tf.gather(tf.constant(self.paths), file_ids)
+    return tf.data.TFRecordDataset(paths).batch(2**31 - 1)
+
+  def _visit_order(self, records, file_ids, round_index, group, start):
+    """This pipeline's records of a group and their visit order from `start`."""
+    if self.record_sharding:
+      begins = tf.gather(tf.constant(self.offsets, tf.int64), file_ids)
+      ends = begins + tf.gather(tf.constant(self.lengths, tf.int64), file_ids)
+      positions = tf.ragged.range(begins, ends).flat_values
+      records = tf.boolean_mask(
+          records, positions % self.num_pipelines == self.pipeline_id)
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(tf.size(records, out_type=tf.int64)),
+        self._order_seed(round_index, group))
+    return records, order[start:], round_index
+
+  def dataset(self, skip):
+    """Infinite dataset of (serialized record, round index)."""
+    round0, group0, offset0 = self.start_position(skip)
+    first = round0 * self.num_groups + group0
+
+    def group_meta(flat_group):
+      round_index = flat_group // self.num_groups
+      group = flat_group % self.num_groups
+      _, sizes = self.round_groups(round_index)
+      start = tf.where(flat_group == first, tf.constant(offset0, tf.int64),
+                       tf.constant(0, tf.int64))
+      return round_index, group, start, sizes[group]
+
+    groups = tf.data.Dataset.counter(first).map(_plain(group_meta))
+    groups = groups.filter(_plain(lambda r, g, start, size: size > start))
+    if self.num_groups == 1:
+      # Everything fits in one group: read the records once and keep them
+      # (the same tensor every round; no I/O per round).
+      all_files = tf.range(len(self.paths), dtype=tf.int64)
+      records = self._read_files(all_files).cache().repeat()
+      groups = tf.data.Dataset.zip(records, groups).map(_plain(
+          lambda records, meta: self._visit_order(
+              records, all_files, *meta[:3])))
+    else:
+      groups = groups.map(_plain(
+          lambda r, g, start, size: self._visit_order(
+              self._read_files(self._group_file_ids(r, g)
+                               ).get_single_element(),
+              self._group_file_ids(r, g), r, g, start)))
+
+    def visits(records, order, round_index):
+      # Indexing the group's records per visit copies each record once.
+      return tf.data.Dataset.from_tensor_slices(order).map(
+          _plain(lambda i: (records[i], round_index)))
+
+    return groups.prefetch(1).flat_map(_plain(visits))
+
+
+# ---------------------------------------------------------------------------
+# Per-example processing.
+# ---------------------------------------------------------------------------
+
+
+_PARSER = None
+
+
+def _parse(serialized):
+  """Parses a serialized example of schema.features(), frames still JPEG."""
+  global _PARSER
+  if _PARSER is None:
+    _PARSER = tfds.core.example_parser.ExampleParser(
+        schema.features().get_serialized_info())
+  return _PARSER.parse_example(serialized)
+
+
+def _clip_seed(seed, round_index, video_index):
+  key = tf.constant([seed, _SEED_SALT], tf.int64)
+  key = tf.random.experimental.stateless_fold_in(key, round_index)
+  return tf.random.experimental.stateless_fold_in(key, video_index)
+
+
+class _ClipConfig:
+  """Static parameters of clip extraction shared by train and eval."""
+
+  def __init__(self, split_info, num_frames, crop_size, audio_seconds,
+               frame_rate):
+    self.num_frames = int(num_frames)
+    self.crop_size = int(crop_size)
+    self.stored_fps = split_info.fps
+    self.frame_rate = float(frame_rate or split_info.fps)
+    self.sample_rate = split_info.sample_rate
+    self.video_seconds = self.num_frames / self.frame_rate
+    self.audio_seconds = float(audio_seconds)
+    self.audio_samples = int(round(audio_seconds * self.sample_rate))
+    self.spectrogram_frames = audio_ops.num_spectrogram_frames(audio_seconds)
+    self.mean = split_info.spectrogram_mean
+    self.std = split_info.spectrogram_std
+
+  def lengths(self, example):
+    num_stored = tf.size(example["frames"])
+    video_len = tf.cast(num_stored, tf.float32) / self.stored_fps
+    audio_len = tf.cast(tf.size(example["audio"]),
+                        tf.float32) / self.sample_rate
+    return num_stored, video_len, audio_len
+
+  def spectrogram(self, waveforms):
+    spec = audio_ops.log_spectrogram(waveforms, self.sample_rate,
+                                     num_frames=self.spectrogram_frames)
+    spec = audio_ops.normalize_spectrogram(spec, self.mean, self.std)
+    return spec[..., tf.newaxis]
+
+
+def _check_not_empty(example):
+  return tf.debugging.assert_positive(
+      tf.size(example["frames"]),
+      message="A video in the dataset has no frames")
+
+
+def _train_example(serialized, round_index, clip, seed, augment):
+  """One training clip from a serialized record (see module docstring)."""
+  example = _parse(serialized)
+  with tf.control_dependencies([_check_not_empty(example)]):
+    num_stored, video_len, audio_len = clip.lengths(example)
+  seeds = tf.random.experimental.stateless_split(
+      _clip_seed(seed, round_index, example["index"]), 4)
+  video_start, audio_start = video_ops.sample_av_offsets(
+      seeds[0], video_len, audio_len, clip.video_seconds, clip.audio_seconds,
+      augment["max_offsync"])
+
+  indices = video_ops.frame_indices(video_start, clip.num_frames,
+                                    clip.frame_rate, clip.stored_fps,
+                                    num_stored)
+  jpegs = tf.gather(example["frames"], indices)
+  jpegs.set_shape([clip.num_frames])
+  image_shape = tf.image.extract_jpeg_shape(jpegs[0])
+  window = video_ops.random_resized_crop_window(
+      seeds[1], image_shape[0], image_shape[1], augment["crop_scale"],
+      augment["crop_ratio"])
+  frames = video_ops.decode_jpeg_frames(jpegs, window)
+  video = video_ops.augment_clip(
+      frames, seeds[2], clip.crop_size, augment["flip_probability"],
+      augment["brightness"], augment["contrast"], augment["saturation"],
+      augment["hue"], augment["antialias"])
+
+  start_sample = tf.cast(tf.round(audio_start * clip.sample_rate), tf.int32)
+  waveform = audio_ops.crop_waveform(example["audio"], start_sample,
+                                     clip.audio_samples)
+  waveform = audio_ops.random_gain(waveform, seeds[3], *augment["gain_range"])
+  return {
+      "video": video,
+      "audio": clip.spectrogram(waveform),
+      "index": tf.cast(example["index"], tf.int32),
+      "label": tf.cast(example["label"], tf.int32),
+  }
+
+
+def _eval_example(serialized, clip, num_clips):
+  """`num_clips` aligned clips uniformly spaced over one whole video."""
+  example = _parse(serialized)
+  with tf.control_dependencies([_check_not_empty(example)]):
+    num_stored, video_len, audio_len = clip.lengths(example)
+  video_starts, audio_starts = video_ops.uniform_clip_offsets(
+      num_clips, video_len, audio_len, clip.video_seconds, clip.audio_seconds)
+  indices = video_ops.frame_indices(video_starts, clip.num_frames,
+                                    clip.frame_rate, clip.stored_fps,
+                                    num_stored)
+  jpegs = tf.gather(example["frames"], tf.reshape(indices, [-1]))
+  jpegs.set_shape([num_clips * clip.num_frames])
+  frames = video_ops.decode_jpeg_frames(jpegs)
+  frames = video_ops.eval_resize_and_center_crop(frames, clip.crop_size)
+  video = video_ops.normalize_imagenet(frames / 255.0)
+  video = tf.reshape(video, [num_clips, clip.num_frames, clip.crop_size,
+                             clip.crop_size, 3])
+
+  start_samples = tf.cast(tf.round(audio_starts * clip.sample_rate), tf.int32)
+  waveforms = tf.stack([
+      audio_ops.crop_waveform(example["audio"], start_samples[c],
+                              clip.audio_samples) for c in range(num_clips)])
+  return {
+      "video": video,
+      "audio": clip.spectrogram(waveforms),
+      "index": tf.cast(example["index"], tf.int32),
+      "label": tf.cast(example["label"], tf.int32),
+  }
+
+
+def _options():
+  options = tf.data.Options()
+  options.deterministic = True
+  options.experimental_optimization.map_parallelization = True
+  return options
+
+
+# ---------------------------------------------------------------------------
+# Builders.
+# ---------------------------------------------------------------------------
+
+
+@gin.configurable
+def make_train_dataset(dataset_dir, batch_size, split="train", num_frames=8,
+                       crop_size=112, audio_seconds=2.0, clips_per_video=10,
+                       max_offsync=0.5, seed=0, start_step=0,
+                       input_context=None, frame_rate=None,
+                       crop_scale=(0.08, 1.0),
+                       crop_ratio=(3.0 / 4.0, 4.0 / 3.0),
+                       flip_probability=0.5, brightness=0.4, contrast=0.4,
+                       saturation=0.4, hue=0.2, gain_range=(0.9, 1.1),
+                       antialias=True, shuffle_window_bytes=512 * 2**20,
+                       shards_per_group=None, num_parallel_calls=AUTOTUNE):
+  """Infinite, deterministic pretraining dataset (see the module docstring).
+
+  Args:
+    dataset_dir: dataset folder (`<output_dir>/<name>/1.0.0`).
+    batch_size: global batch size; with `input_context` each pipeline yields
+      the per-replica batch size.
+    split: split to read.
+    num_frames: frames per video clip.
+    crop_size: output height and width of the frames.
+    audio_seconds: audio clip length; the spectrogram has 100 frames/s.
+    clips_per_video: visits per video in one epoch. The stream is infinite
+      and made of rounds that visit every video once, so this only sets the
+      epoch length (`steps_per_epoch`); it is accepted here so one gin
+      binding configures both.
+    max_offsync: largest offset in seconds between the video clip and the
+      audio window (0 keeps the video clip inside the audio window).
+    seed: seed of the visit order and of every augmentation.
+    start_step: global steps already consumed; the stream starts where an
+      uninterrupted stream with the same seed would be after them.
+    input_context: optional `tf.distribute.InputContext` (multi-worker): this
+      pipeline's share of the videos and the per-replica batch size.
+    frame_rate: sampling rate of the clip frames; None = the stored fps.
+    crop_scale: RandomResizedCrop area fraction range.
+    crop_ratio: RandomResizedCrop aspect ratio range.
+    flip_probability: probability of a horizontal flip.
+    brightness: colour jitter strength (0 disables).
+    contrast: colour jitter strength (0 disables).
+    saturation: colour jitter strength (0 disables).
+    hue: colour jitter strength in turns (0 disables).
+    gain_range: audio gain drawn uniformly from this range.
+    antialias: antialias the crop resize when it shrinks (PIL's bilinear
+      does).
+    shuffle_window_bytes: approximate bytes of records held in memory for
+      shuffling (one group of shard files).
+    shards_per_group: overrides `shuffle_window_bytes` with a file count.
+    num_parallel_calls: parallelism of the per-clip map; does not change the
+      output.
+
+  Returns:
+    `tf.data.Dataset` of dicts: video float32 [B, T, H, W, 3], audio float32
+    [B, audio_seconds * 100, 257, 1], index int32 [B], label int32 [B].
+
+  Raises:
+    FileNotFoundError: if `dataset_dir` holds no dataset.
+    ValueError: for a missing split, metadata or an empty shard of videos.
+  """
+  del clips_per_video  # Epoch length only; see steps_per_epoch.
+  split_info = _SplitInfo(dataset_dir, split)
+  num_pipelines, pipeline_id = _pipeline_shard(input_context)
+  local_batch, elements_per_step = _per_pipeline_batch(batch_size,
+                                                       input_context)
+  plan = _VisitPlan(split_info, seed, num_pipelines, pipeline_id,
+                    shuffle_window_bytes, shards_per_group)
+  clip = _ClipConfig(split_info, num_frames, crop_size, audio_seconds,
+                     frame_rate)
+  augment = dict(max_offsync=float(max_offsync), crop_scale=tuple(crop_scale),
+                 crop_ratio=tuple(crop_ratio),
+                 flip_probability=float(flip_probability),
+                 brightness=float(brightness), contrast=float(contrast),
+                 saturation=float(saturation), hue=float(hue),
+                 gain_range=tuple(gain_range), antialias=bool(antialias))
+  visits = plan.dataset(int(start_step) * elements_per_step)
+  dataset = visits.map(
+      _plain(lambda record, round_index: _train_example(
+          record, round_index, clip, int(seed), augment)),
+      num_parallel_calls=num_parallel_calls, deterministic=True)
+  dataset = dataset.batch(local_batch, drop_remainder=True)
+  dataset = dataset.apply(tf.data.experimental.assert_cardinality(
+      tf.data.INFINITE_CARDINALITY))
+  dataset = dataset.prefetch(AUTOTUNE)
+  return dataset.with_options(_options())
+
+
+@gin.configurable
+def make_eval_dataset(dataset_dir, split, batch_size, num_clips=10,
+                      num_frames=8, crop_size=112, audio_seconds=2.0,
+                      frame_rate=None, input_context=None,
+                      num_parallel_calls=AUTOTUNE):
+  """Finite multi-clip evaluation dataset over one split, in file order.
+
+  Each video gives `num_clips` clips uniformly spaced over the whole video,
+  audio and video clips centred on the same times; frames are resized to
+  short side crop_size / 0.875 and centre-cropped.
+
+  Args:
+    dataset_dir: dataset folder (`<output_dir>/<name>/1.0.0`).
+    split: split to read.
+    batch_size: global batch size (per-replica with `input_context`).
+    num_clips: clips per video.
+    num_frames: frames per clip.
+    crop_size: output height and width.
+    audio_seconds: audio clip length.
+    frame_rate: sampling rate of the clip frames; None = the stored fps.
+    input_context: optional `tf.distribute.InputContext`; pipelines read
+      disjoint records.
+    num_parallel_calls: parallelism of the per-video map.
+
+  Returns:
+    `tf.data.Dataset` of dicts: video float32 [B, clips, T, H, W, 3], audio
+    float32 [B, clips, audio_seconds * 100, 257, 1], index int32 [B], label
+    int32 [B]; the last batch may be smaller.
+  """
+  split_info = _SplitInfo(dataset_dir, split)
+  clip = _ClipConfig(split_info, num_frames, crop_size, audio_seconds,
+                     frame_rate)
+  num_pipelines, pipeline_id = _pipeline_shard(input_context)
+  local_batch, _ = _per_pipeline_batch(batch_size, input_context)
+  dataset = tf.data.TFRecordDataset(split_info.paths)
+  if num_pipelines > 1:
+    dataset = dataset.shard(num_pipelines, pipeline_id)
+  num_videos = len(range(pipeline_id, split_info.num_examples, num_pipelines))
+  dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_videos))
+  dataset = dataset.map(
+      _plain(lambda record: _eval_example(record, clip, int(num_clips))),
+      num_parallel_calls=num_parallel_calls, deterministic=True)
+  dataset = dataset.batch(local_batch, drop_remainder=False)
+  return dataset.prefetch(AUTOTUNE).with_options(_options())
+
+
+def _read_audio_folder_csv(audio_dir, labels_csv, folds):
+  """Rows (path, format, label, fold) of an ESC-50 style CSV."""
+  if not os.path.isdir(audio_dir):
+    raise FileNotFoundError(f"Audio folder {audio_dir} does not exist.")
+  with open(labels_csv, newline="") as f:
+    reader = csv.DictReader(f)
+    missing = {"filename", "fold", "target"} - set(reader.fieldnames or ())
+    if missing:
+      raise ValueError(f"{labels_csv} lacks column(s) {sorted(missing)} (the "
+                       "ESC-50 layout: filename,fold,target,...).")
+    rows = []
+    for row in reader:
+      fold = int(row["fold"])
+      if folds is not None and fold not in folds:
+        continue
+      path = os.path.join(audio_dir, row["filename"])
+      file_format = _AUDIO_FORMATS.get(os.path.splitext(path)[1].lower())
+      if file_format is None:
+        raise ValueError(f"{path}: unsupported audio file type (expected "
+                         f"{sorted(_AUDIO_FORMATS)}).")
+      if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} listed in {labels_csv} is missing.")
+      rows.append((path, file_format, int(row["target"]), fold))
+  if not rows:
+    raise ValueError(f"{labels_csv} lists no files for folds {folds}.")
+  return rows
+
+
+def _audio_file_rate(path):
+  import tensorflow_io as tfio  # Loads native kernels; only needed here.
+  try:
+    return int(tfio.audio.AudioIOTensor(path).rate.numpy())
+  except Exception as error:  # pylint: disable=broad-except
+    raise ValueError(f"{path}: cannot read the audio file ({error}).") from None
+
+
+@gin.configurable
+def make_audio_folder_dataset(audio_dir, labels_csv, batch_size, folds=None,
+                              num_clips=10, audio_seconds=2.0,
+                              sample_rate=24000, normalization_dir=None,
+                              spectrogram_mean=None, spectrogram_std=None,
+                              num_parallel_calls=AUTOTUNE):
+  """Finite multi-clip dataset of an audio folder (ESC-50 layout).
+
+  Files are decoded with tensorflow-io (16-bit wav/flac, ogg Vorbis),
+  downmixed, resampled to `sample_rate`, and cut into `num_clips` clips of
+  `audio_seconds` uniformly spaced over the file (zero-padded when shorter),
+  each turned into a normalised log-spectrogram as in pretraining.
+
+  Args:
+    audio_dir: folder of the audio files.
+    labels_csv: CSV with columns filename (relative to audio_dir), fold,
+      target (class id), any others ignored.
+    batch_size: files per batch.
+    folds: optional collection of folds to keep; None keeps all.
+    num_clips: clips per file.
+    audio_seconds: clip length.
+    sample_rate: rate the files are resampled to (the pretraining rate).
+    normalization_dir: dataset folder whose avid_metadata.json provides the
+      spectrogram statistics (the pretraining dataset's); overrides
+      `spectrogram_mean`/`spectrogram_std`.
+    spectrogram_mean: [257] statistics when `normalization_dir` is None;
+      with neither, spectrograms stay in dB.
+    spectrogram_std: [257], see `spectrogram_mean`.
+    num_parallel_calls: parallelism of the per-file map.
+
+  Returns:
+    `tf.data.Dataset` of dicts: audio float32 [B, clips, audio_seconds *
+    100, 257, 1], label int32 [B], fold int32 [B], index int32 [B] (row in
+    the CSV order of the kept files); the last batch may be smaller.
+  """
+  rows = _read_audio_folder_csv(audio_dir, labels_csv, folds)
+  if normalization_dir is not None:
+    metadata = schema.read_metadata(normalization_dir)
+    spectrogram_mean = metadata["spectrogram_mean"]
+    spectrogram_std = metadata["spectrogram_std"]
+  decoders = []
+  branch = []
+  for path, file_format, _, _ in rows:
+    key = (file_format, _audio_file_rate(path))
+    if key not in decoders:
+      decoders.append(key)
+    branch.append(decoders.index(key))
+  num_samples = int(round(audio_seconds * sample_rate))
+  num_frames = audio_ops.num_spectrogram_frames(audio_seconds)
+
+  def load(path, branch_index, label, fold, index):
+    contents = tf.io.read_file(path)
+    waveform = tf.switch_case(branch_index, [
+        (lambda f=f, r=r: audio_ops.decode_audio_file(contents, f, r,
+                                                      sample_rate))
+        for f, r in decoders])
+    last_start = tf.maximum(tf.size(waveform) - num_samples, 0)
+    starts = tf.cast(tf.round(tf.linspace(
+        0.0, tf.cast(last_start, tf.float32), num_clips)), tf.int32)
+    if num_clips == 1:
+      starts = tf.reshape(last_start // 2, [1])
+    waveforms = tf.stack([audio_ops.crop_waveform(
+        waveform, starts[c], num_samples) for c in range(num_clips)])
+    spec = audio_ops.log_spectrogram(waveforms, sample_rate,
+                                     num_frames=num_frames)
+    if spectrogram_mean is not None:
+      spec = audio_ops.normalize_spectrogram(spec, spectrogram_mean,
+                                             spectrogram_std)
+    return {"audio": spec[..., tf.newaxis], "label": label, "fold": fold,
+            "index": index}
+
+  dataset = tf.data.Dataset.from_tensor_slices((
+      [r[0] for r in rows], np.asarray(branch, np.int32),
+      np.asarray([r[2] for r in rows], np.int32),
+      np.asarray([r[3] for r in rows], np.int32),
+      np.arange(len(rows), dtype=np.int32)))
+  dataset = dataset.map(_plain(load), num_parallel_calls=num_parallel_calls,
+                        deterministic=True)
+  dataset = dataset.batch(batch_size, drop_remainder=False)
+  return dataset.prefetch(AUTOTUNE).with_options(_options())
