@@ -12,8 +12,8 @@ from avid_tf.export import saved_model
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
 from avid_tf.training import trained_model
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
+from conftest import script_env
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,8 @@ def test_export_script_writes_encoders_matching_the_model(run_dir, tmp_path):
   export_dir = str(tmp_path / "export")
   subprocess.run([sys.executable, os.path.join(REPO, "scripts", "export.py"),
                   f"--model_dir={run_dir}", f"--export_dir={export_dir}"],
-                 check=True, capture_output=True, timeout=300)
+                 env=script_env(), check=True, capture_output=True,
+                 timeout=300)
   model = trained_model.load_trained_model(run_dir)
   video = tf.random.stateless_normal([2, 4, 32, 32, 3], seed=[0, 1])
   layer = saved_model.load_encoder_layer(

@@ -14,17 +14,23 @@ class CheckpointAndGuard(keras.callbacks.Callback):
   """Saves checkpoints every N steps and at epoch ends; stops on NaN loss.
 
   The loss is checked before any save, so a NaN step never overwrites the
-  last good checkpoint.
+  last good checkpoint. Every worker of a multi-worker run must use one (its
+  manager writing to its own folder, see `checkpointing.worker_directory`):
+  saves are collective, and the logged loss is averaged over all workers, so
+  all of them save and stop at the same steps.
 
   Args:
     manager: the run's `tf.train.CheckpointManager`.
     every_steps: save every this many global steps (0 disables).
+    checkpoint_dir: the folder whose newest checkpoint the NaN error names
+      (the chief's); None for the manager's own.
   """
 
-  def __init__(self, manager, every_steps):
+  def __init__(self, manager, every_steps, checkpoint_dir=None):
     super().__init__()
     self._manager = manager
     self._every_steps = every_steps
+    self._checkpoint_dir = checkpoint_dir
     self._last_saved_step = None
 
   def _save(self, step):
@@ -39,7 +45,9 @@ class CheckpointAndGuard(keras.callbacks.Callback):
     loss = float((logs or {}).get("loss", 0.0))
     step = self._step()
     if not math.isfinite(loss):
-      last = self._manager.latest_checkpoint or "none (no checkpoint yet)"
+      last = (tf.train.latest_checkpoint(self._checkpoint_dir)
+              if self._checkpoint_dir else self._manager.latest_checkpoint)
+      last = last or "none (no checkpoint yet)"
       raise NonFiniteLossError(
           f"Loss became {loss} at step {step}; training stopped. Last good "
           f"checkpoint: {last}")
@@ -58,13 +66,15 @@ class ScalarLogger(keras.callbacks.Callback):
   in `history` as (step, logs) pairs.
 
   Args:
-    log_dir: folder of the TensorBoard event files.
+    log_dir: folder of the TensorBoard event files; None keeps `history`
+      only (the non-chief workers of a multi-worker run).
     every_steps: write every this many global steps.
   """
 
   def __init__(self, log_dir, every_steps=10):
     super().__init__()
-    self._writer = tf.summary.create_file_writer(log_dir)
+    self._writer = (tf.summary.create_file_writer(log_dir) if log_dir
+                    else tf.summary.create_noop_writer())
     self._every_steps = max(1, every_steps)
     self.history = []
 

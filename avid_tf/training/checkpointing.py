@@ -4,9 +4,18 @@ Keras 3 layers kept in Python lists are invisible to TF's object-graph
 checkpointing, so the run's checkpoint maps each variable's unique Keras path
 to the variable instead. Writes go through `tf.train.CheckpointManager`,
 which renames complete files into place.
+
+In a multi-worker run every worker takes part in every save, but only the
+chief's checkpoints are kept: the others write to a temporary folder of their
+own (`worker_directory`) that is deleted afterwards, and every worker restores
+from the chief's folder.
 """
 
+import os
+
 import tensorflow as tf
+
+from avid_tf.training import strategy as strategy_lib
 
 
 class CheckpointMismatchError(ValueError):
@@ -43,6 +52,31 @@ def make_checkpoint(model, optimizer=None):
   return tf.train.Checkpoint(**parts)
 
 
+def worker_directory(directory, strategy):
+  """Returns the folder this worker writes the checkpoints of `directory` to.
+
+  Args:
+    directory: the run's checkpoint folder.
+    strategy: the run's `tf.distribute.Strategy`.
+
+  Returns:
+    `directory` for the chief (and any single-process run), otherwise
+    `directory/workertemp_<task type>_<task id>`.
+  """
+  if strategy_lib.is_chief(strategy):
+    return directory
+  resolver = strategy.cluster_resolver
+  return os.path.join(directory,
+                      f"workertemp_{resolver.task_type}_{resolver.task_id}")
+
+
+def remove_worker_directory(directory, strategy):
+  """Deletes this worker's temporary folder of `directory`, if it has one."""
+  path = worker_directory(directory, strategy)
+  if path != directory and tf.io.gfile.exists(path):
+    tf.io.gfile.rmtree(path)
+
+
 def _check_bank_rows(checkpoint_path, num_data):
   """Fails clearly when a checkpoint's memory banks do not have N rows."""
   for name, shape in tf.train.list_variables(checkpoint_path):
@@ -69,7 +103,11 @@ def restore(checkpoint, path, num_data=None):
   if num_data is not None:
     _check_bank_rows(path, num_data)
   try:
-    checkpoint.restore(path).assert_existing_objects_matched()
+    status = checkpoint.restore(path)
+    status.assert_existing_objects_matched()
+    # A model-only checkpoint object (evaluation, export) leaves the
+    # optimizer's saved values unused on purpose.
+    status.expect_partial()
   except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
     first_line = str(e).strip().splitlines()[0][:300]
     raise CheckpointMismatchError(

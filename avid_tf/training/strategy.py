@@ -27,3 +27,12 @@ def get_strategy(name="default", devices=None):
   if name == "multi_worker":
     return tf.distribute.MultiWorkerMirroredStrategy()
   raise ValueError(f"Unknown strategy '{name}'; choose one of {STRATEGIES}.")
+
+
+def is_chief(strategy):
+  """Whether this process writes the run's files (checkpoints, logs, config).
+
+  Only one worker of a multi-worker run is the chief; single-process
+  strategies always are.
+  """
+  return bool(strategy.extended.should_checkpoint)

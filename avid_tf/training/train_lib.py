@@ -27,9 +27,15 @@ def _learning_rate(learning_rate, decay_epochs, decay_factor, steps_per_epoch):
   return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
-def restore_latest(checkpoint, manager, num_data):
-  """Restores the newest checkpoint of a run; returns its path or None."""
-  path = manager.latest_checkpoint
+def restore_latest(checkpoint, checkpoint_dir, num_data):
+  """Restores the newest checkpoint in `checkpoint_dir`; returns its path.
+
+  Every worker of a multi-worker run restores from the chief's folder.
+
+  Returns:
+    The restored checkpoint's path, or None when the folder holds none.
+  """
+  path = tf.train.latest_checkpoint(checkpoint_dir)
   if path:
     checkpointing.restore(checkpoint, path, num_data)
   return path
@@ -43,10 +49,41 @@ def _build_variables(model, optimizer, element_spec):
   optimizer.build(model.trainable_variables)
 
 
-def _write_operative_config(model_dir):
-  path = os.path.join(model_dir, "config.gin")
+def _adapt_for_multi_worker(model):
+  """Works around Keras 3 `fit` failures under MultiWorkerMirroredStrategy.
+
+  * Before training, `fit` averages one distributed input batch over the
+    replicas to build the model; that reduce fails on dict batches
+    (keras-team/keras#20329). `train` creates every model and optimizer
+    variable beforehand, so this build is skipped.
+  * `fit` averages each step's logs over the replicas with a reduce along
+    axis 0, which fails on scalars; the logs get shape [1], so the reduce
+    returns their mean over all workers as scalars.
+  * The input tensors of a one-device worker carry no device, on which
+    `ReplicaContext.all_gather` (the memory-bank update) fails with
+    "destinations can not be empty"; `tf.identity` inside the replica
+    places the batch on the replica's device.
+
+  Args:
+    model: the built AVModel, created under the strategy's scope.
+  """
+  train_step = model.train_step
+
+  def train_step_with_placed_inputs_and_vector_logs(data):
+    logs = train_step(tf.nest.map_structure(tf.identity, data))
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+
+  def skip_symbolic_build(iterator=None, data_batch=None):
+    del iterator, data_batch
+
+  model.train_step = train_step_with_placed_inputs_and_vector_logs
+  # pylint: disable-next=protected-access
+  model._maybe_symbolic_build = skip_symbolic_build
+
+
+def _write_atomically(path, text):
   with open(path + ".tmp", "w") as f:
-    f.write(gin.operative_config_str())
+    f.write(text)
   os.replace(path + ".tmp", path)
 
 
@@ -74,6 +111,12 @@ def train(model_dir,
   A run resumes from the newest checkpoint in `model_dir/checkpoints`; the
   input stream is deterministic per position, so a resumed run sees exactly
   the batches an uninterrupted run would have seen.
+
+  Under "multi_worker" every worker calls `train` with the same `model_dir`
+  (a folder all of them can read); only the chief writes checkpoints,
+  events, config.gin and train_summary.json there. The other workers take
+  part in every save through a temporary folder of their own, deleted when
+  they finish.
 
   Args:
     model_dir: folder for checkpoints, TensorBoard events and config.gin.
@@ -130,49 +173,66 @@ def train(model_dir,
         dataset_dir, batch_size=1, clips_per_video=clips_per_video,
         seed=seed).element_spec
     _build_variables(model, optimizer, element_spec)
+    if isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy):
+      _adapt_for_multi_worker(model)
     checkpoint = checkpointing.make_checkpoint(model, optimizer)
+    checkpoint_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
+    # Left over by a worker that crashed.
+    checkpointing.remove_worker_directory(checkpoint_dir, distribution)
     manager = tf.train.CheckpointManager(
-        checkpoint, os.path.join(model_dir, CHECKPOINT_SUBDIR),
+        checkpoint, checkpointing.worker_directory(checkpoint_dir,
+                                                   distribution),
         max_to_keep=max_checkpoints)
-    restored = restore_latest(checkpoint, manager, num_data)
+    restored = restore_latest(checkpoint, checkpoint_dir, num_data)
   start_step = int(optimizer.iterations.numpy())
   if restored:
     print(f"Resuming from {restored} at step {start_step}.")
 
-  logger = callbacks_lib.ScalarLogger(os.path.join(model_dir, "train"),
-                                      log_every_steps)
+  is_chief = strategy_lib.is_chief(distribution)
+  logger = callbacks_lib.ScalarLogger(
+      os.path.join(model_dir, "train") if is_chief else None, log_every_steps)
   run_callbacks = [
-      callbacks_lib.CheckpointAndGuard(manager, checkpoint_every_steps),
+      callbacks_lib.CheckpointAndGuard(manager, checkpoint_every_steps,
+                                       checkpoint_dir),
       logger
   ]
-  _write_operative_config(model_dir)
+  config_path = os.path.join(model_dir, "config.gin")
+  if is_chief:
+    _write_atomically(config_path, gin.operative_config_str())
   start_time = time.time()
   step = start_step
-  while step < total_steps:
-    # Whole epochs run in one `fit` that keeps the infinite input iterator;
-    # a partial epoch (resumed mid-epoch, or cut by max_steps) runs alone so
-    # epochs stay aligned with multiples of steps_per_epoch.
-    epoch = step // steps_per_epoch
-    if step % steps_per_epoch == 0 and total_steps - step >= steps_per_epoch:
-      num_epochs = (total_steps - step) // steps_per_epoch
-      steps = steps_per_epoch
-    else:
-      num_epochs = 1
-      steps = min(steps_per_epoch * (epoch + 1), total_steps) - step
-    dataset = distribution.distribute_datasets_from_function(
-        lambda ctx, start=step: pipeline.make_train_dataset(
-            dataset_dir, batch_size=batch_size,
-            clips_per_video=clips_per_video, seed=seed, start_step=start,
-            input_context=ctx))
-    model.fit(dataset, initial_epoch=epoch, epochs=epoch + num_epochs,
-              steps_per_epoch=steps, callbacks=run_callbacks, verbose=verbose)
-    step = int(optimizer.iterations.numpy())
+  try:
+    while step < total_steps:
+      # Whole epochs run in one `fit` that keeps the infinite input iterator;
+      # a partial epoch (resumed mid-epoch, or cut by max_steps) runs alone so
+      # epochs stay aligned with multiples of steps_per_epoch.
+      epoch = step // steps_per_epoch
+      if step % steps_per_epoch == 0 and total_steps - step >= steps_per_epoch:
+        num_epochs = (total_steps - step) // steps_per_epoch
+        steps = steps_per_epoch
+      else:
+        num_epochs = 1
+        steps = min(steps_per_epoch * (epoch + 1), total_steps) - step
+      dataset = distribution.distribute_datasets_from_function(
+          lambda ctx, start=step: pipeline.make_train_dataset(
+              dataset_dir, batch_size=batch_size,
+              clips_per_video=clips_per_video, seed=seed, start_step=start,
+              input_context=ctx))
+      model.fit(dataset, initial_epoch=epoch, epochs=epoch + num_epochs,
+                steps_per_epoch=steps, callbacks=run_callbacks, verbose=verbose,
+                shuffle=False)
+      step = int(optimizer.iterations.numpy())
+  finally:
+    # Also after a NaN stop: nothing of a non-chief worker stays behind.
+    checkpointing.remove_worker_directory(checkpoint_dir, distribution)
   train_seconds = time.time() - start_time
-  _write_operative_config(model_dir)
   final_logs = logger.history[-1][1] if logger.history else {}
   summary = {"steps": step, "train_seconds": train_seconds,
              "final_logs": final_logs, "history": logger.history}
-  with open(os.path.join(model_dir, "train_summary.json"), "w") as f:
-    json.dump({k: v for k, v in summary.items() if k != "history"}, f,
-              indent=1)
+  if is_chief:
+    _write_atomically(config_path, gin.operative_config_str())
+    _write_atomically(
+        os.path.join(model_dir, "train_summary.json"),
+        json.dumps({k: v for k, v in summary.items() if k != "history"},
+                   indent=1))
   return summary
