@@ -10,9 +10,9 @@ Downstream Keras code fine-tunes them with
 
 import json
 
-from absl import app
 from absl import flags
 
+from avid_tf import cli
 from avid_tf.export import saved_model
 from avid_tf.training import trained_model
 
@@ -41,4 +41,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

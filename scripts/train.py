@@ -6,9 +6,9 @@ Example:
     --model_dir=/runs/avid_kinetics
 """
 
-from absl import app
 from absl import flags
 
+from avid_tf import cli
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
 
@@ -32,4 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -41,9 +41,8 @@ def test_extract_features_averages_over_clips():
   video = tf.random.stateless_normal([5, 3, 2, 4, 4, 3], seed=[1, 2])
   dataset = tf.data.Dataset.from_tensor_slices({
       "video": video, "label": tf.range(5), "index": tf.range(5)}).batch(2)
-  fn = lambda x: tf.reshape(x, [tf.shape(x)[0], -1])[:, :6]
-  out = features.extract_features(dataset, {"v": ("video", fn)},
-                                  progress=False)
+  fn = lambda x: {"v": tf.reshape(x, [tf.shape(x)[0], -1])[:, :6]}
+  out = features.extract_features(dataset, {"video": fn}, progress=False)
   expected = video.numpy().reshape(5, 3, -1)[:, :, :6].mean(axis=1)
   np.testing.assert_allclose(out["v"], expected, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(out["index"], np.arange(5))

@@ -1,11 +1,9 @@
 """Parses gin files and bindings with one-line errors users can act on."""
 
+import logging
 import os
 
 import gin
-
-# Imported for its side effect: registers every configurable of a run.
-from avid_tf.training import train_lib  # pylint: disable=unused-import
 
 
 GIN_ROOT = os.path.join(
@@ -18,16 +16,38 @@ class GinConfigError(ValueError):
   """Raised for a missing gin file or an unknown or malformed binding."""
 
 
-def parse_gin(gin_files=(), gin_bindings=()):
+class _DropIncludeProbes(logging.Filter):
+  """Drops gin's "Path not found" errors logged while it probes search paths
+  for an `include`d file (a file that is really missing still fails)."""
+
+  def filter(self, record):
+    return not record.getMessage().startswith("Path not found")
+
+
+def _register_configurables():
+  """Imports every module that defines gin configurables.
+
+  Imported here rather than at the top because those modules import this
+  one.
+  """
+  # pylint: disable=g-import-not-at-top,unused-import
+  from avid_tf import quickstart
+  from avid_tf.training import train_lib
+
+
+def parse_gin(gin_files=(), gin_bindings=(), skip_unknown=False):
   """Parses gin files, then bindings, in one call.
 
   Args:
     gin_files: paths of gin files, applied in order.
     gin_bindings: binding strings applied after the files.
+    skip_unknown: ignore bindings of configurables this program does not
+      define (used to read back another program's operative config).
 
   Raises:
     GinConfigError: naming the offending file or binding.
   """
+  _register_configurables()
   for path in gin_files:
     if not os.path.isfile(path):
       raise GinConfigError(f"Gin file not found: {path}")
@@ -39,8 +59,13 @@ def parse_gin(gin_files=(), gin_bindings=()):
     if path not in _search_paths_added:
       gin.add_config_file_search_path(path)
       _search_paths_added.add(path)
+  probe_filter = _DropIncludeProbes()
+  logging.getLogger().addFilter(probe_filter)
   try:
-    gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings))
+    gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings),
+                                        skip_unknown=skip_unknown)
   except (ValueError, KeyError, SyntaxError, TypeError) as e:
     message = " ".join(str(e).split())
     raise GinConfigError(f"Bad gin configuration: {message}") from e
+  finally:
+    logging.getLogger().removeFilter(probe_filter)

@@ -56,7 +56,7 @@ def load_trained_model(model_dir, checkpoint_path=None):
   if not checkpoint_path:
     raise FileNotFoundError(f"No checkpoint in {model_dir}/"
                             f"{train_lib.CHECKPOINT_SUBDIR}.")
-  gin_utils.parse_gin([config_path], [])
+  gin_utils.parse_gin([config_path], [], skip_unknown=True)
   model = build_model(_bank_rows(checkpoint_path))
   checkpointing.restore(checkpointing.make_checkpoint(model), checkpoint_path)
   return model
