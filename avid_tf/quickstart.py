@@ -42,9 +42,18 @@ def _features_and_embeddings(modality, encoder, head):
   return fn
 
 
-def _split_features(model, dataset_dir, split, batch_size):
-  """Clip-averaged features and embeddings of both modalities of a split."""
-  dataset = pipeline.make_eval_dataset(dataset_dir, split, batch_size)
+def _split_features(model, dataset_dir, split, batch_size, num_clips):
+  """Clip-averaged features and embeddings of both modalities of a split.
+
+  Clips have the geometry the model was trained on (the run's parsed
+  `make_train_dataset` settings).
+  """
+  preprocessing = trained_model.preprocessing_config()
+  dataset = pipeline.make_eval_dataset(
+      dataset_dir, split, batch_size, num_clips=num_clips,
+      num_frames=preprocessing["video"]["num_frames"],
+      crop_size=preprocessing["video"]["crop_size"],
+      audio_seconds=preprocessing["audio"]["seconds"])
   return features.extract_features(dataset, {
       "video": _features_and_embeddings("video", model.video_encoder,
                                         model.video_head),
@@ -61,7 +70,7 @@ def _probe(train, val, key):
 @gin.configurable(denylist=["work_dir"])
 def run_quickstart(work_dir, num_classes=10, videos_per_class=40,
                    val_fraction=0.25, duration=3.0, size=128, num_workers=None,
-                   eval_batch_size=16, seed=0):
+                   eval_batch_size=16, eval_clips=4, seed=0):
   """Runs the whole pipeline on a synthetic dataset made in `work_dir`.
 
   Args:
@@ -73,6 +82,7 @@ def run_quickstart(work_dir, num_classes=10, videos_per_class=40,
     size: synthetic frame size in pixels.
     num_workers: processes for generation and ingest (default: all cores).
     eval_batch_size: videos per evaluation batch.
+    eval_clips: clips per video, uniformly spaced, averaged in evaluation.
     seed: seed of the synthetic data.
 
   Returns:
@@ -112,7 +122,8 @@ def run_quickstart(work_dir, num_classes=10, videos_per_class=40,
   results = {}
   for name, net in (("pretrained", model), ("random", random_model)):
     results[name] = {
-        split: _split_features(net, dataset_dir, split, eval_batch_size)
+        split: _split_features(net, dataset_dir, split, eval_batch_size,
+                               eval_clips)
         for split in ("train", "val")}
 
   pretrained, random_init = results["pretrained"], results["random"]

@@ -78,6 +78,21 @@ def write_tiny_dataset(directory, num_train=16, num_val=8, num_frames=24,
   return dataset_dir
 
 
+def mirrored_strategy():
+  """MirroredStrategy over the two logical CPUs with its own collective keys.
+
+  Every MirroredStrategy starts its collective group/instance keys at the
+  same values, so two strategies in one process that run different
+  collectives collide ("Collective instance 100 expected type ...").
+  Bumping the class's key base before and after gives this one its own
+  keys, apart from strategies created later.
+  """
+  tf.distribute.MirroredStrategy._collective_key_base += 10  # pylint: disable=protected-access
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  tf.distribute.MirroredStrategy._collective_key_base += 10  # pylint: disable=protected-access
+  return strategy
+
+
 @pytest.fixture(autouse=True)
 def separate_collective_keys():
   """Gives the MirroredStrategies of each test their own collective keys.

@@ -8,25 +8,11 @@ import tensorflow as tf
 from avid_tf.losses.avid import AVIDObjective
 from avid_tf.memory import memory_bank
 from avid_tf.models.av_model import AVModel
+from conftest import mirrored_strategy
 
 NUM_DATA, NUM_NEGATIVES, DIM, TAU = 32, 16, 8, 0.07
 TERMS = {"v2a": ("video", "audio"), "a2v": ("audio", "video"),
          "v2v": ("video", "video"), "a2a": ("audio", "audio")}
-
-
-def _mirrored():
-  """MirroredStrategy over the two logical CPUs with fresh collective keys.
-
-  Every MirroredStrategy starts its collective group/instance keys at the
-  same values, so two strategies in one process that run different
-  collectives collide ("Collective instance 100 expected type ...").
-  Bumping the class's (test-only) key base before and after gives this one
-  its own group, also apart from strategies other tests create later.
-  """
-  tf.distribute.MirroredStrategy._collective_key_base += 10
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  tf.distribute.MirroredStrategy._collective_key_base += 10
-  return strategy
 
 
 def _batches(seed=0, num_batches=3, batch_size=8):
@@ -229,7 +215,7 @@ def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
   data = _batches()
   initial = _initial_weights(data)
   single, single_logs = _fit(tf.distribute.get_strategy(), data, initial)
-  strategy = _mirrored()
+  strategy = mirrored_strategy()
   mirrored, mirrored_logs = _fit(strategy, data, initial)
 
   assert mirrored.optimizer.iterations.numpy() == 3

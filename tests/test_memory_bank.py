@@ -6,21 +6,7 @@ import tensorflow as tf
 
 from avid_tf.memory import memory_bank
 from avid_tf.memory.memory_bank import MemoryBank
-
-
-def _mirrored():
-  """MirroredStrategy over the two logical CPUs with fresh collective keys.
-
-  Every MirroredStrategy starts its collective group/instance keys at the
-  same values, so two strategies in one process that run different
-  collectives collide ("Collective instance 100 expected type ...").
-  Bumping the class's (test-only) key base before and after gives this one
-  its own group, also apart from strategies other tests create later.
-  """
-  tf.distribute.MirroredStrategy._collective_key_base += 10
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  tf.distribute.MirroredStrategy._collective_key_base += 10
-  return strategy
+from conftest import mirrored_strategy
 
 
 def _normalize(x):
@@ -38,7 +24,7 @@ def test_initial_rows_are_unit_norm_and_seeded():
 
 
 def test_initial_rows_identical_on_every_replica_and_strategy():
-  strategy = _mirrored()
+  strategy = mirrored_strategy()
   with strategy.scope():
     bank = MemoryBank(20, dim=6, seed=3)
   copies = [c.numpy() for c in strategy.experimental_local_results(
@@ -95,7 +81,7 @@ def test_each_replica_takes_its_slice_of_the_global_draw():
   global_indices = np.array([4, 0, 9, 9, 2, 7, 1, 3], np.int32)
   expected = memory_bank.sample_negatives(global_indices, 10, 6, seed=2,
                                           step=11).numpy()
-  strategy = _mirrored()
+  strategy = mirrored_strategy()
   local_indices = strategy.experimental_distribute_values_from_function(
       lambda ctx: global_indices.reshape(2, 4)[ctx.replica_id_in_sync_group])
   per_replica = strategy.run(
@@ -165,7 +151,7 @@ def test_update_from_all_gathered_replicas_keeps_copies_identical():
   single = MemoryBank(10, dim=4, seed=5)
   expected_rows = single.update(global_indices, global_embeddings).numpy()
 
-  strategy = _mirrored()
+  strategy = mirrored_strategy()
   with strategy.scope():
     bank = MemoryBank(10, dim=4, seed=5)
 

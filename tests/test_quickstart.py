@@ -1,0 +1,89 @@
+"""The quickstart end to end at toy size: every stage runs, outputs exist."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from avid_tf import quickstart
+from avid_tf.export import saved_model
+from avid_tf.training import gin_utils
+
+SUMMARY_KEYS = (
+    "linear_probe_video_top1", "linear_probe_audio_top1",
+    "random_init_linear_probe_video_top1",
+    "random_init_linear_probe_audio_top1", "retrieval_v2a_r1",
+    "retrieval_a2v_r1", "retrieval_v2a_r5", "train_seconds", "total_seconds",
+    "num_videos", "export_dir")
+
+TOY_BINDINGS = (
+    "run_quickstart.num_classes = 2",
+    "run_quickstart.videos_per_class = 6",
+    "run_quickstart.val_fraction = 0.34",
+    "run_quickstart.duration = 1.5",
+    "run_quickstart.size = 48",
+    "run_quickstart.num_workers = 1",
+    "run_quickstart.eval_clips = 2",
+    "build_encoders.width_multiplier = 0.125",
+    "build_av_model.head_hidden_dim = 32",
+    "build_av_model.embedding_dim = 16",
+    "build_av_model.num_negatives = 4",
+    "make_train_dataset.num_frames = 4",
+    "make_train_dataset.crop_size = 32",
+    "make_train_dataset.audio_seconds = 1.0",
+    "train.batch_size = 4",
+    "train.epochs = 1",
+    "train.clips_per_video = 1",
+    "train.verbose = 0",
+)
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+  work_dir = str(tmp_path_factory.mktemp("quickstart"))
+  gin_utils.parse_gin([quickstart.QUICKSTART_GIN], TOY_BINDINGS)
+  summary = quickstart.run_quickstart(work_dir)
+  return work_dir, summary
+
+
+def test_summary_has_the_documented_keys_and_sane_values(toy_run):
+  work_dir, summary = toy_run
+  with open(os.path.join(work_dir, "summary.json")) as f:
+    written = json.load(f)
+  assert set(SUMMARY_KEYS) <= set(written)
+  assert written["num_videos"] == 12
+  # 8 train videos, batch 4, 1 clip per video, 1 epoch.
+  assert written["train_steps"] == 2
+  for key in SUMMARY_KEYS:
+    if key.startswith(("linear_probe", "random_init", "retrieval")):
+      assert 0.0 <= written[key] <= 1.0, key
+  assert written["retrieval_chance_r1"] == pytest.approx(
+      1.0 / written["num_val_videos"])
+  assert written["total_seconds"] >= written["train_seconds"] > 0
+  assert summary["export_dir"] == written["export_dir"]
+  table = quickstart.format_table(summary)
+  assert "linear probe, video top-1" in table and "retrieval v->a" in table
+
+
+def test_plots_and_exported_encoders_exist(toy_run):
+  work_dir, summary = toy_run
+  for name in ("loss_curve.png", "val_video_features_pca.png"):
+    with open(os.path.join(work_dir, name), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  layer = saved_model.load_encoder_layer(
+      os.path.join(summary["export_dir"], "video_encoder"), trainable=False)
+  features = layer(np.zeros([1, 4, 32, 32, 3], np.float32))
+  assert features.shape[0] == 1
+
+
+def test_rerun_reuses_the_finished_stages(toy_run):
+  work_dir, first = toy_run
+  videos = os.path.join(work_dir, "synthetic", "labels.csv")
+  stamp = os.path.getmtime(videos)
+  gin_utils.parse_gin([quickstart.QUICKSTART_GIN], TOY_BINDINGS)
+  second = quickstart.run_quickstart(work_dir)
+  assert os.path.getmtime(videos) == stamp
+  # Training resumed at its last step: nothing left to train.
+  assert second["train_steps"] == first["train_steps"]
+  assert second["linear_probe_video_top1"] == first["linear_probe_video_top1"]
