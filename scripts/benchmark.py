@@ -36,8 +36,8 @@ _VIDEO_DIR = flags.DEFINE_string(
     "Folder of the source videos of --dataset_dir, for the direct-decode "
     "baseline; unset with --dataset_dir skips the baseline.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Clips per batch.")
-_NUM_FRAMES = flags.DEFINE_integer("num_frames", 8, "Frames per clip.")
-_CROP_SIZE = flags.DEFINE_integer("crop_size", 112, "Frame height/width.")
+_FRAMES = flags.DEFINE_integer("frames", 8, "Frames per clip.")
+_CROP = flags.DEFINE_integer("crop", 112, "Frame height/width in pixels.")
 _AUDIO_SECONDS = flags.DEFINE_float("audio_seconds", 2.0,
                                     "Audio clip length in seconds.")
 _NUM_BATCHES = flags.DEFINE_integer(
@@ -55,15 +55,14 @@ _NUM_VIDEOS = flags.DEFINE_integer(
 def _input_pipeline():
   return benchmark_input.benchmark_input_pipeline(
       dataset_dir=_DATASET_DIR.value, video_dir=_VIDEO_DIR.value,
-      batch_size=_BATCH_SIZE.value, num_frames=_NUM_FRAMES.value,
-      crop_size=_CROP_SIZE.value, audio_seconds=_AUDIO_SECONDS.value,
+      batch_size=_BATCH_SIZE.value, num_frames=_FRAMES.value,
+      crop_size=_CROP.value, audio_seconds=_AUDIO_SECONDS.value,
       num_batches=_NUM_BATCHES.value, warmup_batches=_WARMUP_BATCHES.value,
       baseline_batches=_BASELINE_BATCHES.value, num_videos=_NUM_VIDEOS.value)
 
 
-# --what=train_step (avid_tf.training.benchmark_train); --batch_size is shared.
-_FRAMES = flags.DEFINE_integer("frames", 8, "train_step: frames per clip.")
-_CROP = flags.DEFINE_integer("crop", 112, "train_step: frame height/width.")
+# --what=train_step (avid_tf.training.benchmark_train); --batch_size,
+# --frames and --crop are shared.
 _VIDEO_DEPTH = flags.DEFINE_enum(
     "video_depth", "18", ["10", "18", "34"], "train_step: R(2+1)D depth.")
 _NUM_DATA = flags.DEFINE_integer(
