@@ -121,3 +121,76 @@ def test_call_under_jit_compile():
 def test_invalid_arguments_raise(kwargs):
   with pytest.raises(ValueError):
     heads.ProjectionHead(**kwargs)
+
+
+def np_batch_norm(x, bn, eps=1e-5):
+  """Float64 train-mode BatchNorm over axis 0 (biased variance)."""
+  mean, var = x.mean(axis=0), x.var(axis=0)
+  return ((x - mean) / np.sqrt(var + eps) * np.asarray(bn.gamma, np.float64)
+          + np.asarray(bn.beta, np.float64))
+
+
+def test_batch_norm_head_matches_float64_reference_in_training():
+  head = heads.ProjectionHead(hidden_dim=12, output_dim=6, batch_norm=True)
+  features = random_features((9, 5), seed=6)
+  head(features)
+  rng = np.random.default_rng(6)
+  for bn in head.hidden_norms + [head.output_norm]:
+    bn.gamma.assign(rng.uniform(0.5, 1.5, bn.gamma.shape).astype(np.float32))
+    bn.beta.assign(rng.normal(0, 0.1, bn.beta.shape).astype(np.float32))
+  x = features.astype(np.float64)
+  for layer, bn in zip(head.hidden_layers, head.hidden_norms):
+    x = x @ np.asarray(layer.kernel, np.float64) + np.asarray(layer.bias,
+                                                              np.float64)
+    x = np.maximum(np_batch_norm(x, bn), 0.0)
+  x = (x @ np.asarray(head.output_layer.kernel, np.float64)
+       + np.asarray(head.output_layer.bias, np.float64))
+  x = np_batch_norm(x, head.output_norm)
+  expected = x / np.linalg.norm(x, axis=-1, keepdims=True)
+  actual = np.asarray(head(features, training=True))
+  np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_head_uses_moving_statistics_outside_training():
+  head = heads.ProjectionHead(hidden_dim=8, output_dim=4, batch_norm=True)
+  features = random_features((6, 5), seed=7)
+  before = np.asarray(head(features, training=False))
+  head(features, training=True)  # Updates the moving statistics.
+  after = np.asarray(head(features, training=False))
+  assert not np.allclose(before, after)
+  # Inference is per example: a sub-batch gives the same rows.
+  np.testing.assert_allclose(np.asarray(head(features[:2], training=False)),
+                             after[:2], rtol=1e-5, atol=1e-6)
+  assert len(head.non_trainable_weights) == 2 * 3  # moving mean/var x 3 BN.
+
+
+def test_batch_norm_head_removes_the_shared_direction():
+  # All-positive inputs with a strong common component (as ReLU + max
+  # pooling features are) map to nearly parallel embeddings through the
+  # published head; in training mode the BN head centres them per batch.
+  rng = np.random.default_rng(8)
+  features = (3.0 + 0.3 * rng.normal(size=(32, 16))).astype(np.float32)
+
+  def mean_cosine(x):
+    similarity = x @ x.T
+    return similarity[~np.eye(len(x), dtype=bool)].mean()
+
+  plain = np.asarray(heads.ProjectionHead(hidden_dim=32, output_dim=8)(
+      features))
+  normed = np.asarray(heads.ProjectionHead(
+      hidden_dim=32, output_dim=8, batch_norm=True)(features, training=True))
+  assert mean_cosine(plain) > 0.9
+  assert abs(mean_cosine(normed)) < 0.1
+
+
+def test_batch_norm_head_config_round_trip():
+  head = heads.ProjectionHead(hidden_dim=10, output_dim=6, batch_norm=True)
+  features = random_features((4, 7), seed=9)
+  head(features, training=True)
+  config = head.get_config()
+  assert config["batch_norm"] is True
+  clone = heads.ProjectionHead.from_config(config)
+  clone.build(features.shape)
+  clone.set_weights(head.get_weights())
+  np.testing.assert_array_equal(clone(features, training=False),
+                                head(features, training=False))

@@ -38,7 +38,8 @@ def build_encoders(video_depth=18, audio_depth=10, width_multiplier=1.0,
 
 @gin.configurable
 def build_av_model(num_data, seed=0, embedding_dim=128, head_hidden_dim=512,
-                   head_hidden_layers=2, num_negatives=1024, temperature=0.07,
+                   head_hidden_layers=2, head_batch_norm=False,
+                   num_negatives=1024, temperature=0.07,
                    bank_momentum=0.5, weight_decay=1e-5, cross_modal_weight=1.0,
                    within_modal_weight=0.0):
   """Returns an AVID model (Self/Cross/Joint by the two coefficients).
@@ -50,6 +51,8 @@ def build_av_model(num_data, seed=0, embedding_dim=128, head_hidden_dim=512,
     embedding_dim: width of the embeddings and memory rows.
     head_hidden_dim: width of the projection heads' hidden layers.
     head_hidden_layers: hidden layers of each projection head.
+    head_batch_norm: BatchNorm before each hidden ReLU of the heads (not the
+      published head; see avid_tf.models.heads).
     num_negatives: K negatives per anchor.
     temperature: tau of the scores.
     bank_momentum: mu of the memory update.
@@ -62,7 +65,8 @@ def build_av_model(num_data, seed=0, embedding_dim=128, head_hidden_dim=512,
   def head(name):
     return heads.ProjectionHead(hidden_dim=head_hidden_dim,
                                 output_dim=embedding_dim,
-                                num_hidden_layers=head_hidden_layers, name=name)
+                                num_hidden_layers=head_hidden_layers,
+                                batch_norm=head_batch_norm, name=name)
 
   objective = avid.AVIDObjective(cross_modal_weight=cross_modal_weight,
                                  within_modal_weight=within_modal_weight,
