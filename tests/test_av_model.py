@@ -90,7 +90,7 @@ def _reference_step(model, batch, term_weights, partition=None):
     new_banks[modality] = bank
   agreement = np.mean(np.sum(new_banks["video"][indices]
                              * new_banks["audio"][indices], axis=1))
-  return loss, term_losses, partition, new_banks, agreement
+  return loss, term_losses, partition, new_banks, agreement, embeddings
 
 
 def test_call_returns_unit_float32_embeddings():
@@ -117,10 +117,11 @@ def test_train_steps_match_numpy_and_freeze_partition(cross, within):
   model(batch)
   assert model.partition.numpy() == 0.0
 
-  loss, term_losses, partition, banks, agreement = _reference_step(
-      model, batch, objective.term_weights)
+  loss, term_losses, partition, banks, agreement, embeddings = (
+      _reference_step(model, batch, objective.term_weights))
   logs = model.train_on_batch(batch, return_dict=True)
   expected_keys = {"loss", "partition", "positive_agreement",
+                   "embedding_similarity_video", "embedding_similarity_audio",
                    "learning_rate"} | {f"loss_{t}" for t in term_losses}
   assert set(logs) == expected_keys
   np.testing.assert_allclose(logs["loss"], loss, rtol=1e-5)
@@ -131,6 +132,12 @@ def test_train_steps_match_numpy_and_freeze_partition(cross, within):
   np.testing.assert_allclose(logs["positive_agreement"], agreement,
                              rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(logs["learning_rate"], 0.05, rtol=1e-6)
+  for modality in ("video", "audio"):
+    x = embeddings[modality]
+    similarity = x @ x.T
+    np.testing.assert_allclose(
+        logs[f"embedding_similarity_{modality}"],
+        similarity[~np.eye(len(x), dtype=bool)].mean(), rtol=1e-4, atol=1e-6)
   for modality, bank in (("video", model.video_bank),
                          ("audio", model.audio_bank)):
     np.testing.assert_allclose(bank.bank.numpy(), banks[modality], atol=1e-6)
@@ -140,7 +147,7 @@ def test_train_steps_match_numpy_and_freeze_partition(cross, within):
   # Second step: new negatives, but Z stays frozen at the first estimate.
   second = {k: v[8:16] for k, v in data.items()}
   first_partition = model.partition.numpy()
-  loss, _, _, _, _ = _reference_step(
+  loss, _, _, _, _, _ = _reference_step(
       model, second, objective.term_weights, partition=first_partition)
   logs = model.train_on_batch(second, return_dict=True)
   assert model.partition.numpy() == first_partition

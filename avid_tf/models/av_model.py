@@ -43,7 +43,9 @@ class AVModel(keras.Model):
   Logged per step: loss (the objective, without weight decay),
   loss_<term> for every computed term, partition (Z),
   positive_agreement (mean over the global batch of v_bar_i^T a_bar_i of
-  the rows *after* this step's update) and learning_rate.
+  the rows *after* this step's update), embedding_similarity_video and
+  embedding_similarity_audio (mean pairwise cosine of the global batch's
+  embeddings; near 1 means the run collapsed) and learning_rate.
 
   Args:
     video_encoder: Keras layer/model, video [B, T, H, W, 3] -> features.
@@ -165,18 +167,21 @@ class AVModel(keras.Model):
          if g is not None])
 
     global_indices = memory_bank.all_gather_batch(indices)
-    video_rows = self.video_bank.update(
-        global_indices,
-        memory_bank.all_gather_batch(tf.stop_gradient(embeddings["video"])))
-    audio_rows = self.audio_bank.update(
-        global_indices,
-        memory_bank.all_gather_batch(tf.stop_gradient(embeddings["audio"])))
+    global_embeddings = {
+        modality: memory_bank.all_gather_batch(tf.stop_gradient(value))
+        for modality, value in embeddings.items()}
+    video_rows = self.video_bank.update(global_indices,
+                                        global_embeddings["video"])
+    audio_rows = self.audio_bank.update(global_indices,
+                                        global_embeddings["audio"])
 
     logs = {"loss": loss}
     logs.update({f"loss_{term}": value for term, value in term_losses.items()})
     logs["partition"] = partition
     logs["positive_agreement"] = tf.reduce_mean(
         tf.reduce_sum(video_rows * audio_rows, axis=1))
+    for modality, value in global_embeddings.items():
+      logs[f"embedding_similarity_{modality}"] = mean_pairwise_cosine(value)
     logs["learning_rate"] = learning_rate
     return logs
 
@@ -184,6 +189,24 @@ class AVModel(keras.Model):
     raise NotImplementedError(
         "AVModel has no validation loss (validation videos have no memory "
         "rows); evaluate the encoders with avid_tf.eval instead")
+
+
+def mean_pairwise_cosine(embeddings):
+  """Mean cosine similarity over the distinct pairs of unit-norm rows.
+
+  Near 1 when all embeddings point the same way (a collapsed run), near 0
+  for well spread ones. Uses sum_{i != j} x_i.x_j = |sum_i x_i|^2 - n, so it
+  costs O(n D), not O(n^2 D).
+
+  Args:
+    embeddings: float32 [n, D], unit-norm rows, n >= 2.
+
+  Returns:
+    float32 scalar.
+  """
+  count = tf.cast(tf.shape(embeddings)[0], tf.float32)
+  total = tf.reduce_sum(tf.square(tf.reduce_sum(embeddings, axis=0)))
+  return (total - count) / tf.maximum(count * (count - 1.0), 1.0)
 
 
 def _unit_float32(embeddings):
