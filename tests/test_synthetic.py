@@ -254,3 +254,20 @@ def test_class_names_and_argument_checks(tmp_path):
     synthetic.generate_dataset(str(tmp_path), faulty_positive_rate=1.5,
                                progress=False)
   assert not os.listdir(tmp_path)
+
+
+def test_brighter_scenes_are_louder_whatever_the_class():
+  specs = synthetic.class_specs(10)
+  brightness, log_gain, labels = [], [], []
+  for class_id in range(10):
+    for index in range(20):
+      params = synthetic.instance_params(specs, class_id, index, 0, 32, 1.0)
+      background = synthetic.render_background(params)
+      brightness.append(background.max(-1).mean())  # HSV value
+      log_gain.append(np.log(params.gain))
+      labels.append(class_id)
+  brightness, log_gain = np.asarray(brightness), np.asarray(log_gain)
+  assert np.corrcoef(brightness, log_gain)[0, 1] > 0.8
+  # The coupling is the same in every class: loudness says nothing of it.
+  class_means = [log_gain[np.asarray(labels) == c].mean() for c in range(10)]
+  assert np.std(class_means) < 0.5 * np.std(log_gain)

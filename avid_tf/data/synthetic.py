@@ -11,10 +11,10 @@ a 2 s window.
 Nuisances are drawn per instance from ranges shared by all classes: object
 and background colours, background texture, position, size, tempo, a static
 distractor shape, loudness and noise. Colour or loudness alone therefore say
-nothing about the class. Two nuisances are coupled across modalities, as in
-real footage, so that cross-modal instance discrimination is meaningful:
-tempo sets both the visual event rate and the audio rhythm, and bigger
-objects sound lower.
+nothing about the class. Three nuisances are coupled across modalities, as
+in real footage, so that cross-modal instance discrimination is meaningful:
+tempo sets both the visual event rate and the audio rhythm, bigger objects
+sound lower, and brighter scenes are louder.
 
 Layout written by `generate_dataset`:
 
@@ -63,6 +63,7 @@ _RATE_RANGE = (2.0, 4.0)         # events per second
 _RADIUS_RANGE = (0.11, 0.17)
 _AMPLITUDE_RANGE = (0.35, 0.5)  # extent of the motion
 _GAIN_RANGE = (0.12, 0.5)
+_BG_VALUE_RANGE = (0.15, 0.85)  # HSV value of the background
 _NOISE_RANGE = (0.005, 0.08)     # noise RMS relative to the event gain
 _PITCH_OCTAVES_PER_SIZE = 1.0    # pitch drop across the radius range
 
@@ -260,7 +261,7 @@ def sample_instance(spec, rng, size=128, duration=3.0):
   event_points = rng.uniform(-1.0, 1.0, size=(len(event_times), 2))
 
   bg_hue = rng.uniform()
-  bg_value = rng.uniform(0.15, 0.85)
+  bg_value = rng.uniform(*_BG_VALUE_RANGE)
   bg_saturation = rng.uniform(0.0, 0.7)
   bg_colour = _hsv_to_rgb(bg_hue, bg_saturation, bg_value)
   contrast = rng.uniform(0.03, 0.12) * (1 if bg_value < 0.5 else -1)
@@ -299,7 +300,13 @@ def sample_instance(spec, rng, size=128, duration=3.0):
                    (_RADIUS_RANGE[1] - _RADIUS_RANGE[0]))
   pitch_factor = 2.0**(-_PITCH_OCTAVES_PER_SIZE * size_position +
                        rng.uniform(-1.0, 1.0) / 12.0)
-  gain = rng.uniform(*_GAIN_RANGE)
+  # Brighter scenes are louder: the background value sets the event gain on
+  # a log scale, up to a jitter of a tenth of the range.
+  brightness_position = float(np.clip(
+      (bg_value - _BG_VALUE_RANGE[0]) /
+      (_BG_VALUE_RANGE[1] - _BG_VALUE_RANGE[0]) + rng.uniform(-0.1, 0.1),
+      0.0, 1.0))
+  gain = _GAIN_RANGE[0] * (_GAIN_RANGE[1] / _GAIN_RANGE[0])**brightness_position
   hum_amplitude = gain * rng.uniform(0.02, 0.1) if rng.uniform() < 0.5 else 0.
   return InstanceParams(
       spec=spec, size=int(size), duration=float(duration),
