@@ -51,7 +51,7 @@ def build_av_model(num_data, seed=0, embedding_dim=128, head_hidden_dim=512,
     embedding_dim: width of the embeddings and memory rows.
     head_hidden_dim: width of the projection heads' hidden layers.
     head_hidden_layers: hidden layers of each projection head.
-    head_batch_norm: BatchNorm before each hidden ReLU of the heads (not the
+    head_batch_norm: BatchNorm after every Dense of the heads (not the
       published head; see avid_tf.models.heads).
     num_negatives: K negatives per anchor.
     temperature: tau of the scores.
