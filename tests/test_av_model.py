@@ -46,10 +46,12 @@ def _make_model(objective=None, weight_decay=0.0, seed=0):
   audio_encoder = keras.Sequential(
       [keras.layers.Conv2D(4, 3, padding="same"),
        keras.layers.GlobalMaxPool2D()])
+  objective = objective or AVIDObjective(1.0, 1.0, TAU,
+                                         num_negatives=NUM_NEGATIVES,
+                                         seed=seed)
   return AVModel(video_encoder, audio_encoder, keras.layers.Dense(DIM),
                  keras.layers.Dense(DIM), num_data=NUM_DATA,
-                 objective=objective or AVIDObjective(1.0, 1.0, TAU),
-                 num_negatives=NUM_NEGATIVES, weight_decay=weight_decay,
+                 objective=objective, weight_decay=weight_decay,
                  embedding_dim=DIM, seed=seed)
 
 
@@ -103,19 +105,19 @@ def test_call_returns_unit_float32_embeddings():
                                atol=1e-6)
   assert not {w.path for w in model.trainable_weights} & {
       model.video_bank.bank.path, model.audio_bank.bank.path,
-      model.partition.path}
+      model.objective.partition.path}
 
 
 @pytest.mark.parametrize("cross, within", [(1.0, 0.0), (0.0, 1.0),
                                            (1.0, 1.0)])
 def test_train_steps_match_numpy_and_freeze_partition(cross, within):
   data = _batches()
-  objective = AVIDObjective(cross, within, TAU)
+  objective = AVIDObjective(cross, within, TAU, num_negatives=NUM_NEGATIVES)
   model = _make_model(objective)
   model.compile(optimizer=keras.optimizers.SGD(0.05))
   batch = _first_batch(data)
   model(batch)
-  assert model.partition.numpy() == 0.0
+  assert model.objective.partition.numpy() == 0.0
 
   loss, term_losses, partition, banks, agreement, embeddings = (
       _reference_step(model, batch, objective.term_weights))
@@ -128,7 +130,7 @@ def test_train_steps_match_numpy_and_freeze_partition(cross, within):
   for term, value in term_losses.items():
     np.testing.assert_allclose(logs[f"loss_{term}"], value, rtol=1e-5)
   np.testing.assert_allclose(logs["partition"], partition, rtol=1e-5)
-  np.testing.assert_allclose(model.partition.numpy(), partition, rtol=1e-5)
+  np.testing.assert_allclose(model.objective.partition.numpy(), partition, rtol=1e-5)
   np.testing.assert_allclose(logs["positive_agreement"], agreement,
                              rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(logs["learning_rate"], 0.05, rtol=1e-6)
@@ -146,11 +148,11 @@ def test_train_steps_match_numpy_and_freeze_partition(cross, within):
 
   # Second step: new negatives, but Z stays frozen at the first estimate.
   second = {k: v[8:16] for k, v in data.items()}
-  first_partition = model.partition.numpy()
+  first_partition = model.objective.partition.numpy()
   loss, _, _, _, _, _ = _reference_step(
       model, second, objective.term_weights, partition=first_partition)
   logs = model.train_on_batch(second, return_dict=True)
-  assert model.partition.numpy() == first_partition
+  assert model.objective.partition.numpy() == first_partition
   assert logs["partition"] == pytest.approx(first_partition, rel=1e-7)
   np.testing.assert_allclose(logs["loss"], loss, rtol=1e-5)
 
@@ -206,8 +208,8 @@ def _assert_same_training(model, logs, reference, reference_logs, atol):
     np.testing.assert_allclose(getattr(model, name).bank.numpy(),
                                getattr(reference, name).bank.numpy(),
                                atol=atol)
-  np.testing.assert_allclose(model.partition.numpy(),
-                             reference.partition.numpy(), rtol=1e-6)
+  np.testing.assert_allclose(model.objective.partition.numpy(),
+                             reference.objective.partition.numpy(), rtol=1e-6)
   for w, w_reference in zip(model.trainable_weights,
                             reference.trainable_weights):
     np.testing.assert_allclose(w.numpy(), w_reference.numpy(), atol=1e-5)
@@ -229,7 +231,7 @@ def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
   _assert_same_training(mirrored, mirrored_logs, single, single_logs,
                         atol=1e-6)
   for variable in (mirrored.video_bank.bank, mirrored.audio_bank.bank,
-                   mirrored.partition):
+                   mirrored.objective.partition):
     copies = strategy.experimental_local_results(variable.value)
     assert len(copies) == 2
     np.testing.assert_array_equal(copies[0].numpy(), copies[1].numpy())
@@ -269,4 +271,4 @@ def test_mixed_precision_step_keeps_float32_banks():
     assert bank.bank.dtype == "float32"
     np.testing.assert_allclose(np.linalg.norm(bank.bank.numpy(), axis=1),
                                1.0, atol=1e-6)
-  assert model.partition.dtype == "float32" and model.partition.numpy() > 0
+  assert model.objective.partition.dtype == "float32" and model.objective.partition.numpy() > 0

@@ -1,4 +1,4 @@
-"""Audio-Visual Instance Discrimination objectives (ALGORITHMS.md §4).
+"""Audio-Visual Instance Discrimination objectives (docs/methods.md, "AVID").
 
 Terms (each an NCE term, avid_tf.losses.nce):
   v2a: L(v_i; positive a_bar_i, negatives a_bar_j)   cross-modal
@@ -9,18 +9,12 @@ Terms (each an NCE term, avid_tf.losses.nce):
 Self-AVID = (0, 1), Cross-AVID = (1, 0), Joint-AVID = (1, 1) -> (1/2, 1/2).
 Every term of an anchor uses the same negative indices; terms whose
 coefficient is zero are not computed.
-
-Objective interface (AVModel relies only on this, so CMA and Robust xID
-objectives can plug in):
-  objective.scores(embeddings, banks, indices, negatives)
-      -> {term: (positive_logits [B, P], negative_logits [B, K])}, in
-         evaluation order (the first term's negatives estimate Z);
-  objective.loss(scores, partition) -> (loss, {term: term_loss}).
-embeddings and banks are dicts keyed by "video" and "audio".
 """
 
+import gin
 import tensorflow as tf
 
+from avid_tf.losses import base
 from avid_tf.losses import nce
 
 # term -> (anchor modality, memory modality), in evaluation order.
@@ -51,20 +45,31 @@ def memory_logits(anchors, rows, temperature):
   return tf.reduce_sum(anchors[:, None, :] * rows, axis=-1) / temperature
 
 
-class AVIDObjective:
+class AVIDObjective(base.Objective):
   """Self / Cross / Joint AVID with general coefficients.
+
+  State: `partition`, the NCE partition estimate Z (0 until the first step
+  estimates it from the first term's negatives, averaged over replicas;
+  frozen afterwards).
+
+  Logs: loss_<term> for every computed term and partition.
 
   Args:
     cross_modal_weight: c_x before normalisation (>= 0).
     within_modal_weight: c_w before normalisation (>= 0).
     temperature: tau of the scores x^T m / tau.
+    num_negatives: K negatives per anchor, shared by every term.
+    seed: seed of the negative draws (with the step).
+    name: layer name.
 
   Raises:
-    ValueError: for negative coefficients, both zero, or tau <= 0.
+    ValueError: for negative coefficients, both zero, tau <= 0 or K < 1.
   """
 
   def __init__(self, cross_modal_weight=1.0, within_modal_weight=0.0,
-               temperature=0.07):
+               temperature=0.07, num_negatives=1024, seed=0,
+               name=base.OBJECTIVE_NAME, **kwargs):
+    super().__init__(name=name, **kwargs)
     if cross_modal_weight < 0 or within_modal_weight < 0:
       raise ValueError(
           f"AVID coefficients must be >= 0, got cross_modal_weight="
@@ -75,14 +80,19 @@ class AVIDObjective:
                        "within_modal_weight cannot both be 0")
     if temperature <= 0:
       raise ValueError(f"temperature must be > 0, got {temperature}")
+    if num_negatives < 1:
+      raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
     self.cross_modal_weight = cross_modal_weight / total
     self.within_modal_weight = within_modal_weight / total
     self.temperature = float(temperature)
+    self.num_negatives = int(num_negatives)
+    self.seed = int(seed)
     weights = {"v2a": self.cross_modal_weight / 2,
                "a2v": self.cross_modal_weight / 2,
                "v2v": self.within_modal_weight / 2,
                "a2a": self.within_modal_weight / 2}
     self.term_weights = {t: w for t, w in weights.items() if w > 0}
+    self.partition = self.add_state("partition", ())
 
   @property
   def term_names(self):
@@ -99,7 +109,8 @@ class AVIDObjective:
       negatives: int [B, K], negative indices shared by all terms.
 
     Returns:
-      {term: (positive_logits [B, 1], negative_logits [B, K])}, float32.
+      {term: (positive_logits [B, 1], negative_logits [B, K])}, float32, in
+      evaluation order.
     """
     positive_rows, negative_rows = {}, {}
     scores = {}
@@ -132,3 +143,36 @@ class AVIDObjective:
     loss = tf.add_n([self.term_weights[term] * value
                      for term, value in term_losses.items()])
     return loss, term_losses
+
+  def call(self, embeddings, banks, indices, step, training=True):
+    del training
+    negatives = banks["video"].sample_negatives(
+        indices, self.num_negatives, self.seed, step)
+    scores = self.scores(embeddings, banks, indices, negatives)
+    first_negative_logits = next(iter(scores.values()))[1]
+    partition = nce.resolve_partition(self.partition, first_negative_logits)
+    loss, term_losses = self.loss(scores, partition)
+    logs = {f"loss_{term}": value for term, value in term_losses.items()}
+    logs["partition"] = partition
+    return loss, logs
+
+
+@gin.configurable
+def build_avid_objective(num_data, seed=0, cross_modal_weight=1.0,
+                         within_modal_weight=0.0, temperature=0.07,
+                         num_negatives=1024):
+  """Returns the AVID objective (Self/Cross/Joint by the two coefficients).
+
+  Args:
+    num_data: rows of the memory banks (unused: AVID's state is only Z).
+    seed: seed of the negative draws.
+    cross_modal_weight: c_x of the v2a/a2v terms (Cross-AVID: 1).
+    within_modal_weight: c_w of the v2v/a2a terms (Self-AVID: 1, c_x 0).
+    temperature: tau of the scores.
+    num_negatives: K negatives per anchor.
+  """
+  del num_data
+  return AVIDObjective(cross_modal_weight=cross_modal_weight,
+                       within_modal_weight=within_modal_weight,
+                       temperature=temperature, num_negatives=num_negatives,
+                       seed=seed)

@@ -1,4 +1,6 @@
-"""Noise-contrastive estimation loss against memory-bank rows (ALGORITHMS §3).
+"""Noise-contrastive estimation loss against memory-bank rows.
+
+See docs/methods.md, "NCE loss".
 
 For an anchor x with positive logits s_p and K negative logits s_j, where
 s = x^T m / tau, and the partition-function estimate Z:
@@ -11,6 +13,8 @@ With c = log(K Z): log h(s) = -softplus(c - s) and log(1 - h(s)) =
 """
 
 import tensorflow as tf
+
+from avid_tf.losses import base
 
 
 def nce_loss(positive_logits, negative_logits, partition):
@@ -49,3 +53,27 @@ def estimate_partition(negative_logits):
     float32 scalar.
   """
   return tf.reduce_mean(tf.exp(tf.cast(negative_logits, tf.float32)))
+
+
+def resolve_partition(partition, negative_logits):
+  """Returns Z, estimating and storing it on the first call.
+
+  Z is estimated once, from `negative_logits` (the first evaluated term's),
+  averaged over the replicas so every replica gets the same value, and then
+  frozen. 0 in `partition` means "not estimated yet". The estimate is always
+  computed (a scalar; static graph, XLA-safe) and the stored value kept when
+  it is set.
+
+  Args:
+    partition: the objective's float32 scalar state variable.
+    negative_logits: float [B, K] of this replica.
+
+  Returns:
+    float32 scalar Z, no gradient.
+  """
+  estimate = base.cross_replica_mean(
+      tf.stop_gradient(estimate_partition(negative_logits)))
+  current = tf.convert_to_tensor(partition.value)
+  value = tf.where(current > 0, current, estimate)
+  partition.assign(value)
+  return value

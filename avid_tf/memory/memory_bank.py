@@ -52,15 +52,21 @@ def all_gather_batch(tensor):
   return context.all_gather(tensor, axis=0)
 
 
-def sample_negatives(indices, num_rows, num_negatives, seed, step):
+def sample_negatives(indices, num_rows, num_negatives, seed, step,
+                     exclude=None):
   """Draws negatives uniformly with replacement, never the anchor itself.
 
-  For anchor index i a value is drawn uniformly from {0..N-2} and values
-  >= i are shifted up by one, giving a uniform draw from {0..N-1} \\ {i}.
   The draw is made for the whole global batch from a stateless RNG seeded by
   (seed, step), and each replica keeps the rows of its own slice
   [replica_id * B, (replica_id + 1) * B), so the negatives do not depend on
-  the number of replicas.
+  the number of replicas. Shapes are static (XLA-safe).
+
+  Without `exclude`, for anchor index i a value is drawn uniformly from
+  {0..N-2} and values >= i are shifted up by one, giving a uniform draw from
+  {0..N-1} \\ {i}. With `exclude`, the excluded set E_i = {i} U exclude[i]
+  (duplicates allowed) is sorted into distinct values e_0 < e_1 < ...; a
+  value u is drawn uniformly from {0..N-|E_i|-1} and becomes
+  u + #{j : e_j - j <= u}, the u-th row outside E_i.
 
   Args:
     indices: int tensor [B], this replica's instance indices in [0, N).
@@ -68,12 +74,16 @@ def sample_negatives(indices, num_rows, num_negatives, seed, step):
     num_negatives: K, negatives per anchor.
     seed: Python int seed.
     step: int scalar (Python or tensor), the training step.
+    exclude: optional int tensor [B, m] of rows never to draw for each
+      anchor besides the anchor itself (e.g. its positive set); values in
+      [0, N). At least one row must remain outside E_i.
 
   Returns:
     int32 tensor [B, K] of negative indices.
 
   Raises:
-    ValueError: if num_rows < 2 or num_negatives < 1.
+    ValueError: if num_rows < 2, num_negatives < 1, or `exclude` leaves no
+      row to draw (m + 1 >= N).
   """
   if num_rows < 2:
     raise ValueError(f"need at least 2 memory rows to draw negatives, got "
@@ -84,11 +94,38 @@ def sample_negatives(indices, num_rows, num_negatives, seed, step):
   local_batch = tf.shape(indices)[0]
   replica_id, num_replicas = replica_context_info()
   rng_seed = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
-  draws = tf.random.stateless_uniform(
-      [local_batch * num_replicas, num_negatives], seed=rng_seed, minval=0,
-      maxval=num_rows - 1, dtype=tf.int32, alg=_RNG_ALGORITHM)
-  draws = draws[replica_id * local_batch:(replica_id + 1) * local_batch]
-  return draws + tf.cast(draws >= indices[:, None], tf.int32)
+  if exclude is None:
+    draws = tf.random.stateless_uniform(
+        [local_batch * num_replicas, num_negatives], seed=rng_seed, minval=0,
+        maxval=num_rows - 1, dtype=tf.int32, alg=_RNG_ALGORITHM)
+    draws = draws[replica_id * local_batch:(replica_id + 1) * local_batch]
+    return draws + tf.cast(draws >= indices[:, None], tf.int32)
+
+  exclude = tf.cast(exclude, tf.int32)
+  num_excluded = exclude.shape[1] + 1
+  if num_excluded >= num_rows:
+    raise ValueError(
+        f"cannot draw negatives outside {num_excluded} excluded rows of "
+        f"{num_rows}: there must be at least one row left")
+  excluded = tf.sort(tf.concat([indices[:, None], exclude], axis=1), axis=1)
+  repeated = tf.concat([tf.zeros_like(excluded[:, :1], tf.bool),
+                        excluded[:, 1:] == excluded[:, :-1]], axis=1)
+  # Repeats move to the end with a value that never shifts a draw.
+  excluded = tf.sort(tf.where(repeated, num_rows + num_excluded, excluded),
+                     axis=1)
+  num_distinct = num_excluded - tf.reduce_sum(
+      tf.cast(repeated, tf.int32), axis=1, keepdims=True)
+  uniform = tf.random.stateless_uniform(
+      [local_batch * num_replicas, num_negatives], seed=rng_seed,
+      dtype=tf.float64, alg=_RNG_ALGORITHM)
+  uniform = uniform[replica_id * local_batch:(replica_id + 1) * local_batch]
+  # float64 keeps the floor uniform to ~N / 2^52 for any realistic N.
+  draws = tf.cast(tf.floor(uniform * tf.cast(num_rows - num_distinct,
+                                             tf.float64)), tf.int32)
+  below = excluded - tf.range(num_excluded, dtype=tf.int32)[None, :]
+  shift = tf.reduce_sum(
+      tf.cast(below[:, None, :] <= draws[:, :, None], tf.int32), axis=2)
+  return draws + shift
 
 
 def average_duplicates(indices, values):
@@ -164,9 +201,11 @@ class MemoryBank(keras.layers.Layer):
     """Returns the rows at `indices` (any int shape [...]) as [..., D]."""
     return tf.gather(self.bank.value, tf.cast(indices, tf.int32))
 
-  def sample_negatives(self, indices, num_negatives, seed, step):
+  def sample_negatives(self, indices, num_negatives, seed, step,
+                       exclude=None):
     """Draws negatives for this replica's anchors; see `sample_negatives`."""
-    return sample_negatives(indices, self.num_rows, num_negatives, seed, step)
+    return sample_negatives(indices, self.num_rows, num_negatives, seed, step,
+                            exclude=exclude)
 
   def updated_rows(self, global_indices, global_embeddings):
     """Computes the new rows for a global batch without writing them.

@@ -1,38 +1,37 @@
 """The audio-visual model trained with memory banks (AVID and successors).
 
 AVModel ties together the two encoders, their projection heads, one memory
-bank per modality, the frozen partition-function estimate Z and an
-objective (avid_tf.losses.avid.AVIDObjective or any object with the same
-`scores`/`loss` interface). Its `train_step` runs one step of
-ALGORITHMS.md §2-4 under any tf.distribute strategy; see
-avid_tf.memory.memory_bank for how banks stay identical across replicas.
+bank per modality and an objective (avid_tf.losses.base.Objective). Its
+`train_step` runs one step under any tf.distribute strategy and knows
+nothing of the method: the objective draws its candidates, keeps its own
+state and returns the loss. See docs/design.md, "Distribution", for how the
+banks stay identical across replicas.
 """
 
 import keras
 import tensorflow as tf
 
-from avid_tf.losses import avid
-from avid_tf.losses import nce
 from avid_tf.memory import memory_bank
+
+VIDEO_BANK_NAME = "video_bank"
+AUDIO_BANK_NAME = "audio_bank"
 
 
 class AVModel(keras.Model):
   """Video and audio encoders trained by instance discrimination.
 
-  Create it under the strategy scope it is trained with. Batches are dicts
-  {"video", "audio", "index", ...} (DESIGN.md batch contract); "index" is
-  the instance's memory row.
+  Create it under the strategy scope it is trained with, with an objective
+  created under the same scope. Batches are dicts {"video", "audio",
+  "index", ...} (the batch contract of docs/design.md); "index" is the
+  instance's memory row.
 
   One training step:
   1. embeddings v, a (float32, L2-normalised) from encoder + head;
-  2. K negatives per anchor drawn from (seed, step) for the global batch
-     (avid_tf.memory.memory_bank.sample_negatives), shared by all terms;
-  3. logits against the banks, Z (estimated on the very first step from
-     the first term's negatives, averaged over replicas, then frozen; 0 in
-     the `partition` variable means "not estimated yet"), loss;
-  4. gradients of (loss + weight decay) / num_replicas (the optimizer sums
+  2. loss, logs = objective(embeddings, banks, indices, step): the
+     objective draws its candidates and computes this replica's loss;
+  3. gradients of (loss + weight decay) / num_replicas (the optimizer sums
      gradients over replicas), apply_gradients;
-  5. bank update from embeddings and indices gathered from all replicas.
+  4. bank update from embeddings and indices gathered from all replicas.
 
   Weight decay is coupled L2 as in PyTorch's Adam(weight_decay=wd), which
   the reference uses: the gradient of every trainable variable gets
@@ -40,12 +39,12 @@ class AVModel(keras.Model):
   0.5 * wd * ||w||^2 added to the loss). Do not also set the Keras
   optimizer's own (decoupled) `weight_decay`.
 
-  Logged per step: loss (the objective, without weight decay),
-  loss_<term> for every computed term, partition (Z),
-  positive_agreement (mean over the global batch of v_bar_i^T a_bar_i of
-  the rows *after* this step's update), embedding_similarity_video and
-  embedding_similarity_audio (mean pairwise cosine of the global batch's
-  embeddings; near 1 means the run collapsed) and learning_rate.
+  Logged per step: loss (the objective, without weight decay), the
+  objective's own logs, positive_agreement (mean over the global batch of
+  v_bar_i^T a_bar_i of the rows *after* this step's update),
+  embedding_similarity_video and embedding_similarity_audio (mean pairwise
+  cosine of the global batch's embeddings; near 1 means the run collapsed)
+  and learning_rate.
 
   Args:
     video_encoder: Keras layer/model, video [B, T, H, W, 3] -> features.
@@ -53,25 +52,18 @@ class AVModel(keras.Model):
     video_head: Keras layer, video features -> [B, embedding_dim].
     audio_head: Keras layer, audio features -> [B, embedding_dim].
     num_data: N, number of training instances (rows of each bank).
-    objective: object with `scores` and `loss` (avid.AVIDObjective
-      interface); None gives Cross-AVID at `temperature`.
-    num_negatives: K, negatives per anchor.
-    temperature: tau of the default objective (ignored when `objective`
-      is given).
+    objective: an `avid_tf.losses.base.Objective`.
     bank_momentum: mu of the bank update.
     weight_decay: coupled L2 coefficient.
     embedding_dim: width of the embeddings and bank rows.
-    seed: seed of the bank initialisation and of the negative sampling.
+    seed: seed of the bank initialisation.
     name: model name.
   """
 
   def __init__(self, video_encoder, audio_encoder, video_head, audio_head,
-               num_data, objective=None, num_negatives=1024, temperature=0.07,
-               bank_momentum=0.5, weight_decay=1e-5, embedding_dim=128,
-               seed=0, name="av_model", **kwargs):
+               num_data, objective, bank_momentum=0.5, weight_decay=1e-5,
+               embedding_dim=128, seed=0, name="av_model", **kwargs):
     super().__init__(name=name, **kwargs)
-    if num_negatives < 1:
-      raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
     if weight_decay < 0:
       raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     self.video_encoder = video_encoder
@@ -79,21 +71,15 @@ class AVModel(keras.Model):
     self.video_head = video_head
     self.audio_head = audio_head
     self.num_data = int(num_data)
-    self.objective = objective or avid.AVIDObjective(
-        cross_modal_weight=1.0, within_modal_weight=0.0,
-        temperature=temperature)
-    self.num_negatives = int(num_negatives)
+    self.objective = objective
     self.weight_decay = float(weight_decay)
     self.seed = int(seed)
     self.video_bank = memory_bank.MemoryBank(
         self.num_data, embedding_dim, momentum=bank_momentum, seed=self.seed,
-        name="video_bank")
+        name=VIDEO_BANK_NAME)
     self.audio_bank = memory_bank.MemoryBank(
         self.num_data, embedding_dim, momentum=bank_momentum,
-        seed=self.seed + 1, name="audio_bank")
-    self.partition = self.add_weight(
-        shape=(), initializer="zeros", dtype="float32", trainable=False,
-        autocast=False, aggregation="only_first_replica", name="partition")
+        seed=self.seed + 1, name=AUDIO_BANK_NAME)
 
   @property
   def banks(self):
@@ -118,21 +104,6 @@ class AVModel(keras.Model):
         training=training)
     return {"video": _unit_float32(video), "audio": _unit_float32(audio)}
 
-  def _resolve_partition(self, negative_logits):
-    """Returns Z, estimating and storing it if not estimated yet.
-
-    Always computes the estimate and its cross-replica mean (a scalar; static
-    graph, XLA-safe) and keeps the stored value when it is set.
-    """
-    estimate = tf.stop_gradient(nce.estimate_partition(negative_logits))
-    context = tf.distribute.get_replica_context()
-    if context is not None and context.num_replicas_in_sync > 1:
-      estimate = context.all_reduce(tf.distribute.ReduceOp.MEAN, estimate)
-    current = tf.convert_to_tensor(self.partition.value)
-    partition = tf.where(current > 0, current, estimate)
-    self.partition.assign(partition)
-    return partition
-
   def _weight_decay_loss(self):
     if not self.weight_decay or not self.trainable_variables:
       return tf.constant(0.0, tf.float32)
@@ -147,18 +118,13 @@ class AVModel(keras.Model):
     step = tf.convert_to_tensor(self.optimizer.iterations)
     learning_rate = tf.cast(
         tf.convert_to_tensor(self.optimizer.learning_rate), tf.float32)
-    negatives = self.video_bank.sample_negatives(
-        indices, self.num_negatives, self.seed, step)
 
     with tf.GradientTape() as tape:
       embeddings = self(data, training=True)
       # Read after the forward pass, which builds the model on first use.
       trainable_variables = self.trainable_variables
-      scores = self.objective.scores(embeddings, self.banks, indices,
-                                     negatives)
-      first_negative_logits = next(iter(scores.values()))[1]
-      partition = self._resolve_partition(first_negative_logits)
-      loss, term_losses = self.objective.loss(scores, partition)
+      loss, objective_logs = self.objective(embeddings, self.banks, indices,
+                                            step, training=True)
       total_loss = (loss + self._weight_decay_loss()) / num_replicas
       scaled_loss = self.optimizer.scale_loss(total_loss)
     gradients = tape.gradient(scaled_loss, trainable_variables)
@@ -176,8 +142,7 @@ class AVModel(keras.Model):
                                         global_embeddings["audio"])
 
     logs = {"loss": loss}
-    logs.update({f"loss_{term}": value for term, value in term_losses.items()})
-    logs["partition"] = partition
+    logs.update(objective_logs)
     logs["positive_agreement"] = tf.reduce_mean(
         tf.reduce_sum(video_rows * audio_rows, axis=1))
     for modality, value in global_embeddings.items():

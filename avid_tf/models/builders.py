@@ -17,7 +17,7 @@ from avid_tf.models import r2plus1d
 @gin.configurable
 def build_encoders(video_depth=18, audio_depth=10, width_multiplier=1.0,
                    synchronized_bn=False):
-  """Returns the (video, audio) encoders of ALGORITHMS.md §7.
+  """Returns the (video, audio) encoders (docs/methods.md, "Architectures").
 
   Args:
     video_depth: R(2+1)D depth, 10, 18 or 34.
@@ -36,29 +36,52 @@ def build_encoders(video_depth=18, audio_depth=10, width_multiplier=1.0,
   return video_encoder, audio_encoder
 
 
+# Objective builders by `build_objective.name`; each takes (num_data, seed)
+# and is gin-configurable in its own module.
+OBJECTIVES = {
+    "avid": avid.build_avid_objective,
+}
+
+
 @gin.configurable
-def build_av_model(num_data, seed=0, embedding_dim=128, head_hidden_dim=512,
-                   head_hidden_layers=2, head_batch_norm=False,
-                   num_negatives=1024, temperature=0.07,
-                   bank_momentum=0.5, weight_decay=1e-5, cross_modal_weight=1.0,
-                   within_modal_weight=0.0):
-  """Returns an AVID model (Self/Cross/Joint by the two coefficients).
+def build_objective(num_data, seed=0, name="avid"):
+  """Returns the training objective chosen by `name`.
+
+  Args:
+    num_data: rows of the memory banks.
+    seed: seed of the objective's draws.
+    name: one of OBJECTIVES ("avid", ...); the chosen builder's own
+      bindings configure it (e.g. `build_avid_objective.temperature`).
+
+  Raises:
+    ValueError: for an unknown name.
+  """
+  if name not in OBJECTIVES:
+    raise ValueError(f"Unknown objective '{name}' (build_objective.name); "
+                     f"choose one of {sorted(OBJECTIVES)}.")
+  return OBJECTIVES[name](num_data=num_data, seed=seed)
+
+
+@gin.configurable
+def build_av_model(num_data, seed=0, objective=None, embedding_dim=128,
+                   head_hidden_dim=512, head_hidden_layers=2,
+                   head_batch_norm=False, bank_momentum=0.5,
+                   weight_decay=1e-5):
+  """Returns the audio-visual model: encoders, heads, banks, objective.
 
   Args:
     num_data: rows of each memory bank (training videos; the training loop
       reads it from the dataset metadata).
-    seed: seed of bank initialisation and negative sampling.
+    seed: seed of bank initialisation and of the objective's draws.
+    objective: an `avid_tf.losses.base.Objective`; None builds the one
+      `build_objective` configures.
     embedding_dim: width of the embeddings and memory rows.
     head_hidden_dim: width of the projection heads' hidden layers.
     head_hidden_layers: hidden layers of each projection head.
     head_batch_norm: BatchNorm after every Dense of the heads (not the
       published head; see avid_tf.models.heads).
-    num_negatives: K negatives per anchor.
-    temperature: tau of the scores.
     bank_momentum: mu of the memory update.
     weight_decay: coupled L2 coefficient (as PyTorch's Adam weight_decay).
-    cross_modal_weight: c_x of the v2a/a2v terms (Cross-AVID: 1).
-    within_modal_weight: c_w of the v2v/a2a terms (Self-AVID: 1, c_x 0).
   """
   video_encoder, audio_encoder = build_encoders()
 
@@ -68,11 +91,9 @@ def build_av_model(num_data, seed=0, embedding_dim=128, head_hidden_dim=512,
                                 num_hidden_layers=head_hidden_layers,
                                 batch_norm=head_batch_norm, name=name)
 
-  objective = avid.AVIDObjective(cross_modal_weight=cross_modal_weight,
-                                 within_modal_weight=within_modal_weight,
-                                 temperature=temperature)
+  if objective is None:
+    objective = build_objective(num_data=num_data, seed=seed)
   return av_model.AVModel(
       video_encoder, audio_encoder, head("video_head"), head("audio_head"),
-      num_data=num_data, objective=objective, num_negatives=num_negatives,
-      bank_momentum=bank_momentum, weight_decay=weight_decay,
-      embedding_dim=embedding_dim, seed=seed)
+      num_data=num_data, objective=objective, bank_momentum=bank_momentum,
+      weight_decay=weight_decay, embedding_dim=embedding_dim, seed=seed)
