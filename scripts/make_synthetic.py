@@ -12,9 +12,9 @@ import collections
 import csv
 import time
 
-from absl import app
 from absl import flags
 
+from avid_tf import cli
 from avid_tf.data import synthetic
 
 _OUTPUT_DIR = flags.DEFINE_string(
@@ -69,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

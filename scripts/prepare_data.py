@@ -13,12 +13,11 @@ Example:
     --name=kinetics
 """
 
-import sys
 import time
 
-from absl import app
 from absl import flags
 
+from avid_tf import cli
 from avid_tf.data import ingest
 
 _VIDEO_DIR = flags.DEFINE_string(
@@ -64,19 +63,16 @@ flags.mark_flags_as_required(["video_dir", "output_dir"])
 def main(argv):
   del argv
   start = time.time()
-  try:
-    report = ingest.ingest(
-        _VIDEO_DIR.value, _OUTPUT_DIR.value, _NAME.value,
-        labels_csv=_LABELS_CSV.value, fps=_FPS.value,
-        short_side=_SHORT_SIDE.value, sample_rate=_SAMPLE_RATE.value,
-        jpeg_quality=_JPEG_QUALITY.value, num_workers=_NUM_WORKERS.value,
-        missing_audio=_MISSING_AUDIO.value, min_duration=_MIN_DURATION.value,
-        show_progress=_PROGRESS.value)
-  except ingest.IngestError as e:
-    sys.exit(f"prepare_data: error: {e}")
+  report = ingest.ingest(
+      _VIDEO_DIR.value, _OUTPUT_DIR.value, _NAME.value,
+      labels_csv=_LABELS_CSV.value, fps=_FPS.value,
+      short_side=_SHORT_SIDE.value, sample_rate=_SAMPLE_RATE.value,
+      jpeg_quality=_JPEG_QUALITY.value, num_workers=_NUM_WORKERS.value,
+      missing_audio=_MISSING_AUDIO.value, min_duration=_MIN_DURATION.value,
+      show_progress=_PROGRESS.value)
   print("\n".join(ingest.summarize(report)))
   print(f"Elapsed: {time.time() - start:.1f} s")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

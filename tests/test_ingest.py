@@ -298,7 +298,8 @@ def test_script_exits_nonzero_with_one_line_reason(tmp_path):
       env=script_env(), capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode != 0
   last_line = result.stderr.strip().splitlines()[-1]
-  assert last_line.startswith("prepare_data: error: No video ingested")
+  assert last_line.startswith("Error: No video ingested")
+  assert "Traceback" not in result.stderr
   assert str(video_dir) in last_line
 
 

@@ -33,7 +33,6 @@ import hashlib
 import io
 import json
 import math
-import multiprocessing
 import os
 import re
 import shutil
@@ -44,10 +43,12 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 from tensorflow_datasets.proto import tf_example_pb2
-import tqdm
 
+from avid_tf import errors
 from avid_tf.data import audio_ops
 from avid_tf.data import schema
+from avid_tf.utils import files
+from avid_tf.utils import parallel
 
 REPORT_FILE = "ingest_report.json"
 WORK_DIR = ".ingest_work"
@@ -77,7 +78,7 @@ _TIME_EPSILON = 1e-6
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
-class IngestError(Exception):
+class IngestError(errors.UserError):
   """The ingest cannot run or produced no video; the message is one line."""
 
 
@@ -367,7 +368,7 @@ def _decode_to_work_file(task, options):
     })
     record["num_frames"] = len(decoded.frames)
     record["num_audio_samples"] = int(audio.shape[0])
-    _write_atomic(task.work_prefix + ".example", serialized)
+    files.write_bytes(task.work_prefix + ".example", serialized)
   except VideoDecodeError as e:
     record["kind"] = e.kind
     record["reason"] = e.reason
@@ -375,7 +376,7 @@ def _decode_to_work_file(task, options):
     record["kind"] = UNEXPECTED_ERROR
     record["reason"] = f"unexpected {type(e).__name__}: {_one_line(e)}"
     return record
-  _write_atomic(task.work_prefix + ".json", json.dumps(record).encode())
+  files.write_json(task.work_prefix + ".json", record, indent=None)
   return record
 
 
@@ -393,13 +394,6 @@ def _raise_if_no_audio_stream(path):
     return  # decode_video reports why the file cannot be opened
   if has_video and not has_audio:
     raise VideoDecodeError(NO_AUDIO, "no audio stream (--missing_audio=skip)")
-
-
-def _write_atomic(path, data):
-  tmp_path = f"{path}.tmp-{os.getpid()}"
-  with open(tmp_path, "wb") as f:
-    f.write(data)
-  os.replace(tmp_path, path)
 
 
 @dataclasses.dataclass
@@ -485,27 +479,11 @@ def _run_decode_phase(tasks, options, work_dir, num_workers, show_progress):
   if records:
     logging.info("Resuming: %d of %d files already decoded in %s.",
                  len(records), len(tasks), work_dir)
-  progress = tqdm.tqdm(total=len(tasks), initial=len(records),
-                       desc="Decoding videos", unit="video",
-                       disable=not show_progress)
   jobs = [(task, options) for task in pending]
-  num_workers = min(num_workers, len(pending))
-  try:
-    if num_workers <= 1:
-      for job in jobs:
-        record = _decode_job(job)
-        records[record["video_id"]] = record
-        progress.update()
-    else:
-      # Spawned workers: the parent may hold TensorFlow threads, which a
-      # forked child must not inherit.
-      context = multiprocessing.get_context("spawn")
-      with context.Pool(num_workers) as pool:
-        for record in pool.imap_unordered(_decode_job, jobs, chunksize=1):
-          records[record["video_id"]] = record
-          progress.update()
-  finally:
-    progress.close()
+  for record in parallel.map_with_progress(
+      _decode_job, jobs, num_workers, "Decoding videos", unit="video",
+      show_progress=show_progress, done=len(records)):
+    records[record["video_id"]] = record
   return records
 
 
@@ -708,7 +686,7 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
   report_path = os.path.join(directory, REPORT_FILE)
   if not splits:
     report = _make_report(directory, entries, records, {})
-    _write_atomic(report_path, json.dumps(report, indent=1).encode())
+    files.write_json(report_path, report)
     shutil.rmtree(work_dir, ignore_errors=True)
     raise IngestError(
         f"No video ingested from {video_dir}: {report['num_skipped']} files "
@@ -749,7 +727,7 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
       description=f"Videos of {video_dir} ingested by avid_tf.")
   _remove_stale_shards(directory, name, shard_lengths)
   report = _make_report(directory, entries, records, indices)
-  _write_atomic(report_path, json.dumps(report, indent=1).encode())
+  files.write_json(report_path, report)
   shutil.rmtree(work_dir, ignore_errors=True)
   logging.info("Ingested %d videos into %s (%d skipped).",
                report["num_ingested"], directory, report["num_skipped"])
@@ -757,7 +735,7 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
 
 
 def _make_report(directory, entries, records, indices):
-  files = []
+  file_entries = []
   for entry in entries:
     if entry.duplicate:
       kind, reason = DUPLICATE, "listed again in --labels_csv (first kept)"
@@ -765,7 +743,7 @@ def _make_report(directory, entries, records, indices):
       kind = records[entry.video_id]["kind"]
       reason = records[entry.video_id]["reason"]
     ingested = kind in _INGESTED_KINDS and not entry.duplicate
-    files.append({
+    file_entries.append({
         "path": entry.video_id,
         "status": "ingested" if ingested else "skipped",
         "kind": kind,
@@ -774,14 +752,14 @@ def _make_report(directory, entries, records, indices):
         "index": indices.get(entry.video_id, (None, None))[1]
                  if ingested else None,
     })
-  counts = collections.Counter(f["kind"] for f in files)
-  num_ingested = sum(f["status"] == "ingested" for f in files)
+  counts = collections.Counter(f["kind"] for f in file_entries)
+  num_ingested = sum(f["status"] == "ingested" for f in file_entries)
   return {
       "dataset_dir": directory,
       "num_ingested": num_ingested,
-      "num_skipped": len(files) - num_ingested,
+      "num_skipped": len(file_entries) - num_ingested,
       "counts_by_status": dict(sorted(counts.items())),
-      "files": files,
+      "files": file_entries,
   }
 
 

@@ -4,10 +4,10 @@ Used by the synthetic dataset generator and by tests that need real
 containers to exercise the decode path.
 """
 
-import os
-
 import av
 import numpy as np
+
+from avid_tf.utils import files
 
 
 def write_av_file(path, frames, fps, audio=None, sample_rate=48000, crf=20):
@@ -35,9 +35,7 @@ def write_av_file(path, frames, fps, audio=None, sample_rate=48000, crf=20):
   if height % 2 or width % 2:
     raise ValueError(f"frame size must be even for yuv420p, got {height}x"
                      f"{width} for {path}")
-  root, ext = os.path.splitext(path)
-  tmp_path = f"{root}.tmp-{os.getpid()}{ext}"
-  try:
+  with files.atomic_path(path) as tmp_path:
     with av.open(tmp_path, mode="w") as container:
       video_stream = container.add_stream("libx264", rate=int(fps))
       video_stream.width = width
@@ -54,10 +52,6 @@ def write_av_file(path, frames, fps, audio=None, sample_rate=48000, crf=20):
       container.mux(video_stream.encode())
       if audio_stream is not None:
         _encode_audio(container, audio_stream, audio, sample_rate)
-    os.replace(tmp_path, path)
-  finally:
-    if os.path.exists(tmp_path):
-      os.remove(tmp_path)
 
 
 def _encode_audio(container, stream, audio, sample_rate):

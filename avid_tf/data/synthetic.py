@@ -29,13 +29,13 @@ another class (faulty=1).
 import csv
 import dataclasses
 import math
-import multiprocessing
 import os
 
 import numpy as np
-import tqdm
 
 from avid_tf.data import media
+from avid_tf.utils import files
+from avid_tf.utils import parallel
 
 LABELS_FILE = "labels.csv"
 VIDEOS_DIR = "videos"
@@ -908,26 +908,15 @@ def generate_dataset(output_dir, num_classes=10, videos_per_class=100,
                   int(sample_rate)))
 
   num_workers = num_workers or os.cpu_count() or 1
-  bar = tqdm.tqdm(total=len(tasks), disable=not progress, unit="video",
-                  desc="synthetic videos")
-  if num_workers <= 1:
-    for task in tasks:
-      _write_video(task)
-      bar.update()
-  else:
-    # spawn: the parent may have TensorFlow threads running, which fork
-    # does not copy safely.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(min(num_workers, len(tasks))) as pool:
-      for _ in pool.imap_unordered(_write_video, tasks, chunksize=4):
-        bar.update()
-  bar.close()
+  for _ in parallel.map_with_progress(
+      _write_video, tasks, num_workers, "synthetic videos", unit="video",
+      show_progress=progress, chunksize=4):
+    pass
 
   labels_path = os.path.join(output_dir, LABELS_FILE)
-  tmp_path = f"{labels_path}.tmp-{os.getpid()}"
-  with open(tmp_path, "w", newline="", encoding="utf-8") as f:
-    writer = csv.writer(f)
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(rows)
-  os.replace(tmp_path, labels_path)
+  with files.atomic_path(labels_path) as tmp_path:
+    with open(tmp_path, "w", newline="", encoding="utf-8") as f:
+      writer = csv.writer(f)
+      writer.writerow(CSV_COLUMNS)
+      writer.writerows(rows)
   return labels_path

@@ -8,12 +8,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from avid_tf.utils import files  # pylint: disable=g-import-not-at-top
+
 
 def _save(figure, path):
-  tmp_path = path + ".tmp.png"
-  figure.savefig(tmp_path, dpi=110, bbox_inches="tight")
+  with files.atomic_path(path) as tmp_path:
+    figure.savefig(tmp_path, dpi=110, bbox_inches="tight")
   plt.close(figure)
-  os.replace(tmp_path, path)
 
 
 def plot_loss_curve(history, path, keys=("loss",)):

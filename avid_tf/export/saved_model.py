@@ -51,7 +51,6 @@ import json
 import os
 import re
 import shutil
-import uuid
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import keras
@@ -61,6 +60,7 @@ import numpy as np
 import tensorflow as tf
 
 import avid_tf
+from avid_tf.utils import files
 
 SERVE_ENDPOINT = "serve"
 TRAIN_ENDPOINT = "serve_train"
@@ -140,20 +140,8 @@ def _json_default(value):
 
 
 def _write_json(path: str, payload: Mapping[str, Any]) -> None:
-  tmp_path = f"{path}.tmp-{uuid.uuid4().hex}"
-  with open(tmp_path, "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True, default=_json_default)
-  os.replace(tmp_path, path)
-
-
-def _replace_dir(tmp_dir: str, final_dir: str, overwrite: bool) -> None:
-  """Moves a fully written folder into place."""
-  if os.path.exists(final_dir):
-    if not overwrite:
-      raise FileExistsError(
-          f"Export folder {final_dir} already exists (pass overwrite=True)")
-    shutil.rmtree(final_dir)
-  os.replace(tmp_dir, final_dir)
+  files.write_json(path, payload, indent=2, sort_keys=True,
+                   default=_json_default)
 
 
 def _architecture(encoder: keras.Model) -> Dict[str, Any]:
@@ -287,11 +275,8 @@ def export_encoder(encoder: keras.Model,
 
   record_preprocessing = dict(DEFAULT_PREPROCESSING[modality])
   record_preprocessing.update(preprocessing or {})
-  parent = os.path.dirname(os.path.abspath(export_dir))
-  os.makedirs(parent, exist_ok=True)
-  tmp_dir = os.path.join(
-      parent, f".{os.path.basename(export_dir)}.tmp-{uuid.uuid4().hex}")
-  try:
+  os.makedirs(os.path.dirname(os.path.abspath(export_dir)), exist_ok=True)
+  with files.atomic_path(export_dir) as tmp_dir:
     with _local_batch_norm(encoder):
       endpoints = _EncoderEndpoints(encoder)
       signature = [tf.TensorSpec(shape, tf.float32, name="inputs")]
@@ -335,10 +320,8 @@ def export_encoder(encoder: keras.Model,
     _write_json(os.path.join(tmp_dir, METADATA_FILE), metadata)
     if verify_inputs is not None:
       check_export(tmp_dir, encoder, verify_inputs, atol=verify_atol)
-    _replace_dir(tmp_dir, export_dir, overwrite)
-  finally:
-    if os.path.exists(tmp_dir):
-      shutil.rmtree(tmp_dir)
+    if os.path.exists(export_dir):  # overwrite=True, checked above
+      shutil.rmtree(export_dir)
   return export_dir
 
 

@@ -5,8 +5,10 @@ import math
 import keras
 import tensorflow as tf
 
+from avid_tf import errors
 
-class NonFiniteLossError(RuntimeError):
+
+class NonFiniteLossError(errors.UserError, RuntimeError):
   """Raised when the training loss becomes NaN or infinite."""
 
 
@@ -65,6 +67,11 @@ class ScalarLogger(keras.callbacks.Callback):
   needs the optimizer's global step instead. The written values are also kept
   in `history` as (step, logs) pairs.
 
+  Epoch-level values that earlier callbacks (an objective's) add to the logs
+  of `on_epoch_end` are written too, at the epoch's last global step, and
+  kept in `epoch_history` as (epoch, values) pairs; the per-step values
+  Keras repeats there are not.
+
   Args:
     log_dir: folder of the TensorBoard event files; None keeps `history`
       only (the non-chief workers of a multi-worker run).
@@ -76,18 +83,31 @@ class ScalarLogger(keras.callbacks.Callback):
     self._writer = (tf.summary.create_file_writer(log_dir) if log_dir
                     else tf.summary.create_noop_writer())
     self._every_steps = max(1, every_steps)
+    self._step_keys = set()
     self.history = []
+    self.epoch_history = []
+
+  def _write(self, step, values):
+    with self._writer.as_default(step=step):
+      for name, value in values.items():
+        tf.summary.scalar(f"train/{name}", value)
+    self._writer.flush()
 
   def on_train_batch_end(self, batch, logs=None):
+    self._step_keys.update(logs or {})
     step = int(self.model.optimizer.iterations.numpy())
     if step % self._every_steps:
       return
     values = {name: float(value) for name, value in (logs or {}).items()}
     self.history.append((step, values))
-    with self._writer.as_default(step=step):
-      for name, value in values.items():
-        tf.summary.scalar(f"train/{name}", value)
-    self._writer.flush()
+    self._write(step, values)
+
+  def on_epoch_end(self, epoch, logs=None):
+    values = {name: float(value) for name, value in (logs or {}).items()
+              if name not in self._step_keys}
+    if values:
+      self.epoch_history.append((int(epoch), values))
+      self._write(int(self.model.optimizer.iterations.numpy()), values)
 
   def on_train_end(self, logs=None):
     self._writer.flush()

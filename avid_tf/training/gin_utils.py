@@ -1,18 +1,30 @@
 """Parses gin files and bindings with one-line errors users can act on."""
 
+import contextlib
 import logging
 import os
 
 import gin
 
+from avid_tf import errors
 
-GIN_ROOT = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-        __file__)))), "gin")
+
+
+
+def _gin_root():
+  """The experiment files: the checkout's gin/, else the installed copy."""
+  package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  checkout = os.path.join(os.path.dirname(package_dir), "gin")
+  if os.path.isfile(os.path.join(checkout, "base.gin")):
+    return checkout
+  return os.path.join(package_dir, "gin")
+
+
+GIN_ROOT = _gin_root()
 _search_paths_added = set()
 
 
-class GinConfigError(ValueError):
+class GinConfigError(errors.UserError, ValueError):
   """Raised for a missing gin file or an unknown or malformed binding."""
 
 
@@ -24,15 +36,32 @@ class _DropIncludeProbes(logging.Filter):
     return not record.getMessage().startswith("Path not found")
 
 
-def _register_configurables():
-  """Imports every module that defines gin configurables.
+@contextlib.contextmanager
+def isolated_config():
+  """Leaves the caller's gin configuration as it was after the block.
 
-  Imported here rather than at the top because those modules import this
-  one.
+  Loading a trained run parses that run's config.gin to rebuild its model;
+  inside this block that parse cannot clear or change the bindings of the
+  program that asked for the model (a quickstart, an evaluation script).
+  gin has no public API to save a configuration, so the module state that
+  `parse_config` and `clear_config` change is copied and put back.
   """
-  # pylint: disable=g-import-not-at-top,unused-import
-  from avid_tf import quickstart
-  from avid_tf.training import train_lib
+  # pylint: disable=protected-access
+  config = {key: dict(values) for key, values in gin.config._CONFIG.items()}
+  imports = set(gin.config._IMPORTS)
+  operative = {key: dict(values)
+               for key, values in gin.config._OPERATIVE_CONFIG.items()}
+  locked = gin.config._CONFIG_IS_LOCKED
+  try:
+    yield
+  finally:
+    gin.config._CONFIG.clear()
+    gin.config._CONFIG.update(config)
+    gin.config._IMPORTS.clear()
+    gin.config._IMPORTS.update(imports)
+    gin.config._OPERATIVE_CONFIG.clear()
+    gin.config._OPERATIVE_CONFIG.update(operative)
+    gin.config._CONFIG_IS_LOCKED = locked
 
 
 def parse_gin(gin_files=(), gin_bindings=(), skip_unknown=False):
@@ -47,7 +76,6 @@ def parse_gin(gin_files=(), gin_bindings=(), skip_unknown=False):
   Raises:
     GinConfigError: naming the offending file or binding.
   """
-  _register_configurables()
   for path in gin_files:
     if not os.path.isfile(path):
       raise GinConfigError(f"Gin file not found: {path}")

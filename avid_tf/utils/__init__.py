@@ -1,0 +1,1 @@
+"""Small helpers shared across avid_tf: atomic file writes, process pools."""
