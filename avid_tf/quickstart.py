@@ -6,7 +6,6 @@ retrieval on the held-out split -> export -> table, plots, summary.json.
 Every stage reuses what an earlier, interrupted run left behind.
 """
 
-import json
 import os
 import time
 
@@ -14,6 +13,7 @@ import gin
 
 from avid_tf.data import ingest
 from avid_tf.data import pipeline
+from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
 from avid_tf.data import synthetic
 from avid_tf.eval import features
@@ -24,6 +24,7 @@ from avid_tf.export import saved_model
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
 from avid_tf.training import trained_model
+from avid_tf.utils import files
 
 QUICKSTART_GIN = os.path.join(gin_utils.GIN_ROOT, "quickstart.gin")
 DATASET_NAME = "synthetic"
@@ -42,18 +43,15 @@ def _features_and_embeddings(modality, encoder, head):
   return fn
 
 
-def _split_features(model, dataset_dir, split, batch_size, num_clips):
+def _split_features(model, dataset, preprocessing, split, batch_size,
+                    num_clips):
   """Clip-averaged features and embeddings of both modalities of a split.
 
-  Clips have the geometry the model was trained on (the run's parsed
-  `make_train_dataset` settings).
+  Clips have the geometry the model was trained on (the run's record).
   """
-  preprocessing = trained_model.preprocessing_config()
   dataset = pipeline.make_eval_dataset(
-      dataset_dir, split, batch_size, num_clips=num_clips,
-      num_frames=preprocessing["video"]["num_frames"],
-      crop_size=preprocessing["video"]["crop_size"],
-      audio_seconds=preprocessing["audio"]["seconds"])
+      dataset, split, batch_size, preprocessing=preprocessing,
+      num_clips=num_clips)
   return features.extract_features(dataset, {
       "video": _features_and_embeddings("video", model.video_encoder,
                                         model.video_head),
@@ -110,20 +108,21 @@ def run_quickstart(work_dir, num_classes=10, videos_per_class=40,
 
   model_dir = os.path.join(work_dir, "model")
   _log(f"pretraining Cross-AVID in {model_dir}")
-  with gin.unlock_config():
-    gin.bind_parameter("train.dataset_dir", dataset_dir)
-  train_summary = train_lib.train(model_dir)
+  train_summary = train_lib.train(model_dir, dataset_dir=dataset_dir)
   history = train_summary["history"]
 
   _log("extracting frozen features (pretrained and random init)")
+  dataset = schema.DatasetInfo.load(dataset_dir)
+  preprocessing = preprocessing_lib.Preprocessing.read(model_dir)
   model = trained_model.load_trained_model(model_dir)
   num_data = model.num_data
-  random_model = trained_model.build_model(num_data, seed=seed + 12345)
+  random_model = trained_model.build_model(model_dir, num_data,
+                                           seed=seed + 12345)
   results = {}
   for name, net in (("pretrained", model), ("random", random_model)):
     results[name] = {
-        split: _split_features(net, dataset_dir, split, eval_batch_size,
-                               eval_clips)
+        split: _split_features(net, dataset, preprocessing, split,
+                               eval_batch_size, eval_clips)
         for split in ("train", "val")}
 
   pretrained, random_init = results["pretrained"], results["random"]
@@ -134,13 +133,13 @@ def run_quickstart(work_dir, num_classes=10, videos_per_class=40,
                                      val["video_embedding"])
   export_dir = os.path.join(work_dir, "export")
   _log(f"exporting encoders to {export_dir}")
-  preprocessing = trained_model.preprocessing_config()
+  export_metadata = preprocessing.export_metadata()
   saved_model.export_encoders(model, export_dir,
-                              video_preprocessing=preprocessing["video"],
-                              audio_preprocessing=preprocessing["audio"],
+                              video_preprocessing=export_metadata["video"],
+                              audio_preprocessing=export_metadata["audio"],
                               overwrite=True)
 
-  metadata = schema.read_metadata(dataset_dir)
+  metadata = dataset.metadata
   plots.plot_loss_curve(history, os.path.join(work_dir, "loss_curve.png"),
                         keys=("loss", "loss_v2a", "loss_a2v"))
   plots.plot_embeddings(val["video"], val["label"],
@@ -168,10 +167,7 @@ def run_quickstart(work_dir, num_classes=10, videos_per_class=40,
       "export_dir": export_dir,
       "model_dir": model_dir,
   }
-  path = os.path.join(work_dir, "summary.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump(summary, f, indent=1)
-  os.replace(path + ".tmp", path)
+  files.write_json(os.path.join(work_dir, "summary.json"), summary)
   return summary
 
 

@@ -5,6 +5,9 @@ Example:
   python scripts/benchmark.py --what=input_pipeline \
     --dataset_dir=/data/kinetics/1.0.0 --video_dir=/data/kinetics/videos
   python scripts/benchmark.py --what=train_step --batch_size=8 --steps=10
+  python scripts/benchmark.py --what=train_step \
+    --gin_file=gin/avid/kinetics_self.gin --batch_size=8
+  python scripts/benchmark.py --what=cma_search --num_data=100000
 """
 
 import json
@@ -16,59 +19,68 @@ import os
 # TF_ENABLE_ONEDNN_OPTS=0 in the environment still turns them off.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from avid_tf.data import benchmark_input  # pylint: disable=g-import-not-at-top,wrong-import-position
+from avid_tf import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _WHAT = flags.DEFINE_enum(
-    "what", "input_pipeline", ["input_pipeline", "train_step"],
+    "what", "input_pipeline", ["input_pipeline", "train_step", "cma_search"],
     "What to measure. input_pipeline: training clips/s of the tf.data "
     "pipeline (and of decoding the .mp4 files with PyAV inside tf.data). "
     "train_step: clips/s, median step time and GFLOP/s of the AVID training "
-    "step on random in-memory batches (no input pipeline).")
+    "step on random in-memory batches (no input pipeline). cma_search: the "
+    "cross-modal agreement (CMA) positive-set search over memory banks.")
+
+# --what=input_pipeline (avid_tf.benchmarks.input_pipeline).
 _DATASET_DIR = flags.DEFINE_string(
     "dataset_dir", None,
-    "avid_tf dataset folder (<output_dir>/<name>/1.0.0) to read; unset "
-    "writes a small synthetic dataset in a temporary folder.")
+    "input_pipeline: avid_tf dataset folder (<output_dir>/<name>/1.0.0) to "
+    "read; unset generates and ingests a small synthetic dataset in a "
+    "temporary folder.")
 _VIDEO_DIR = flags.DEFINE_string(
     "video_dir", None,
-    "Folder of the source videos of --dataset_dir, for the direct-decode "
-    "baseline; unset with --dataset_dir skips the baseline.")
+    "input_pipeline: folder of the source videos of --dataset_dir, for the "
+    "direct-decode baseline; unset with --dataset_dir skips the baseline.")
+_NUM_BATCHES = flags.DEFINE_integer(
+    "num_batches", 20, "input_pipeline: timed batches of the pipeline.")
+_WARMUP_BATCHES = flags.DEFINE_integer(
+    "warmup_batches", 5,
+    "input_pipeline: untimed batches before timing (tracing, autotune).")
+_BASELINE_BATCHES = flags.DEFINE_integer(
+    "baseline_batches", 5,
+    "input_pipeline: timed batches of the direct-decode baseline; 0 skips "
+    "it.")
+_NUM_VIDEOS = flags.DEFINE_integer(
+    "num_videos", 32,
+    "input_pipeline: videos in the synthetic dataset (without "
+    "--dataset_dir), rounded up to even.")
+
+# Shared by input_pipeline and train_step.
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Clips per batch.")
 _FRAMES = flags.DEFINE_integer("frames", 8, "Frames per clip.")
 _CROP = flags.DEFINE_integer("crop", 112, "Frame height/width in pixels.")
-_AUDIO_SECONDS = flags.DEFINE_float("audio_seconds", 2.0,
-                                    "Audio clip length in seconds.")
-_NUM_BATCHES = flags.DEFINE_integer(
-    "num_batches", 20, "Timed batches of the input pipeline.")
-_WARMUP_BATCHES = flags.DEFINE_integer(
-    "warmup_batches", 5, "Untimed batches before timing (tracing, autotune).")
-_BASELINE_BATCHES = flags.DEFINE_integer(
-    "baseline_batches", 5,
-    "Timed batches of the direct-decode baseline; 0 skips it.")
-_NUM_VIDEOS = flags.DEFINE_integer(
-    "num_videos", 32, "Videos in the synthetic dataset (without "
-    "--dataset_dir).")
+_AUDIO_SECONDS = flags.DEFINE_float(
+    "audio_seconds", 2.0,
+    "Audio clip length in seconds (the spectrogram has 100 frames per "
+    "second).")
 
-
-def _input_pipeline():
-  return benchmark_input.benchmark_input_pipeline(
-      dataset_dir=_DATASET_DIR.value, video_dir=_VIDEO_DIR.value,
-      batch_size=_BATCH_SIZE.value, num_frames=_FRAMES.value,
-      crop_size=_CROP.value, audio_seconds=_AUDIO_SECONDS.value,
-      num_batches=_NUM_BATCHES.value, warmup_batches=_WARMUP_BATCHES.value,
-      baseline_batches=_BASELINE_BATCHES.value, num_videos=_NUM_VIDEOS.value)
-
-
-# --what=train_step (avid_tf.training.benchmark_train); --batch_size,
-# --frames and --crop are shared.
+# --what=train_step (avid_tf.benchmarks.train_step).
+_GIN_FILE = flags.DEFINE_multi_string(
+    "gin_file", [],
+    "train_step: experiment file(s) applied after gin/base.gin, in order, "
+    "e.g. gin/avid/kinetics_self.gin.")
+_GIN_BINDINGS = flags.DEFINE_multi_string(
+    "gin_bindings", [],
+    "train_step: gin bindings applied last, e.g. "
+    "\"build_encoders.width_multiplier = 0.5\".")
 _VIDEO_DEPTH = flags.DEFINE_enum(
-    "video_depth", "18", ["10", "18", "34"], "train_step: R(2+1)D depth.")
-_NUM_DATA = flags.DEFINE_integer(
-    "num_data", 10000, "train_step: memory-bank rows (training videos).")
+    "video_depth", None, ["10", "18", "34"],
+    "train_step: R(2+1)D depth; unset keeps the gin configuration's (18 in "
+    "gin/base.gin).")
 _NUM_NEGATIVES = flags.DEFINE_integer(
-    "num_negatives", 1024, "train_step: negatives per anchor.")
+    "num_negatives", None,
+    "train_step: negatives per anchor; unset keeps the gin configuration's "
+    "(1024 in gin/base.gin).")
 _JIT_COMPILE = flags.DEFINE_boolean(
     "jit_compile", False, "train_step: compile the step with XLA (one "
     "replica only: Keras fails with XLA on several mirrored devices).")
@@ -83,19 +95,63 @@ _STEPS = flags.DEFINE_integer(
     "steps", 10, "train_step: timed steps (median reported), after 3 "
     "untimed warm-up steps.")
 
+# Shared by train_step and cma_search.
+_NUM_DATA = flags.DEFINE_integer(
+    "num_data", 10000, "train_step, cma_search: memory-bank rows (training "
+    "videos).")
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "train_step, cma_search: seed of weights, banks and draws.")
+
+# --what=cma_search (avid_tf.benchmarks.cma_search).
+_DIM = flags.DEFINE_integer("dim", 128,
+                            "cma_search: embedding width of the banks.")
+_NUM_POSITIVES = flags.DEFINE_integer(
+    "num_positives", 32, "cma_search: positives kept per instance (k).")
+_AGREEMENT = flags.DEFINE_string(
+    "agreement", "consensus",
+    "cma_search: how the positive sets are ranked: consensus, union, video "
+    "or audio.")
+_BLOCK_SIZE = flags.DEFINE_integer(
+    "block_size", None,
+    "cma_search: bank rows ranked per block (bounds memory); unset keeps "
+    "the module's default.")
+
+
+def _input_pipeline():
+  from avid_tf.benchmarks import input_pipeline  # pylint: disable=g-import-not-at-top
+  return input_pipeline.benchmark_input_pipeline(
+      dataset_dir=_DATASET_DIR.value, video_dir=_VIDEO_DIR.value,
+      batch_size=_BATCH_SIZE.value, num_frames=_FRAMES.value,
+      crop_size=_CROP.value, audio_seconds=_AUDIO_SECONDS.value,
+      num_batches=_NUM_BATCHES.value, warmup_batches=_WARMUP_BATCHES.value,
+      baseline_batches=_BASELINE_BATCHES.value, num_videos=_NUM_VIDEOS.value)
+
 
 def _train_step():
-  from avid_tf.training import benchmark_train  # pylint: disable=g-import-not-at-top
-  return benchmark_train.benchmark_train_step(
+  from avid_tf.benchmarks import train_step  # pylint: disable=g-import-not-at-top
+  return train_step.benchmark_train_step(
       batch_size=_BATCH_SIZE.value, num_frames=_FRAMES.value,
-      crop_size=_CROP.value, video_depth=int(_VIDEO_DEPTH.value),
+      crop_size=_CROP.value, audio_seconds=_AUDIO_SECONDS.value,
+      video_depth=(None if _VIDEO_DEPTH.value is None
+                   else int(_VIDEO_DEPTH.value)),
       num_data=_NUM_DATA.value, num_negatives=_NUM_NEGATIVES.value,
       jit_compile=_JIT_COMPILE.value,
       mixed_precision=_MIXED_PRECISION.value, strategy=_STRATEGY.value,
-      steps=_STEPS.value)
+      steps=_STEPS.value, gin_files=_GIN_FILE.value,
+      gin_bindings=_GIN_BINDINGS.value, seed=_SEED.value)
 
 
-_BENCHMARKS = {"input_pipeline": _input_pipeline, "train_step": _train_step}
+def _cma_search():
+  from avid_tf.benchmarks import cma_search  # pylint: disable=g-import-not-at-top
+  block_size = {} if _BLOCK_SIZE.value is None else {
+      "block_size": _BLOCK_SIZE.value}
+  return cma_search.benchmark_cma_search(
+      num_data=_NUM_DATA.value, dim=_DIM.value, k=_NUM_POSITIVES.value,
+      agreement=_AGREEMENT.value, seed=_SEED.value, **block_size)
+
+
+_BENCHMARKS = {"input_pipeline": _input_pipeline, "train_step": _train_step,
+               "cma_search": _cma_search}
 
 
 def main(argv):
@@ -104,4 +160,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -13,6 +13,7 @@ import json
 from absl import flags
 
 from avid_tf import cli
+from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.export import saved_model
 from avid_tf.training import trained_model
 
@@ -32,7 +33,8 @@ flags.mark_flags_as_required(["model_dir", "export_dir"])
 def main(argv):
   del argv
   model = trained_model.load_trained_model(_MODEL_DIR.value, _CHECKPOINT.value)
-  preprocessing = trained_model.preprocessing_config()
+  preprocessing = preprocessing_lib.Preprocessing.read(
+      _MODEL_DIR.value).export_metadata()
   paths = saved_model.export_encoders(
       model, _EXPORT_DIR.value, video_preprocessing=preprocessing["video"],
       audio_preprocessing=preprocessing["audio"],

@@ -92,6 +92,64 @@ def test_each_replica_takes_its_slice_of_the_global_draw():
   np.testing.assert_array_equal(got, expected)
 
 
+# Chi-square critical values at p = 0.001 by degrees of freedom.
+_CHI2_999 = {5: 20.515, 7: 24.322, 10: 29.588}
+
+
+def test_excluded_rows_are_never_drawn_and_the_rest_is_uniform():
+  num_rows, num_negatives = 12, 6000
+  indices = np.array([0, 5, 11, 3], np.int32)
+  # Duplicates, the anchor itself and neighbouring runs in the exclusions.
+  exclude = np.array([[1, 2, 2, 3, 0],
+                      [4, 6, 11, 4, 4],
+                      [10, 9, 0, 1, 2],
+                      [3, 3, 3, 3, 3]], np.int32)
+  negatives = memory_bank.sample_negatives(
+      indices, num_rows, num_negatives, seed=3, step=1,
+      exclude=exclude).numpy()
+  assert negatives.shape == (4, num_negatives) and negatives.dtype == np.int32
+  for row, index, excluded in zip(negatives, indices, exclude):
+    forbidden = set(excluded.tolist()) | {int(index)}
+    assert not forbidden & set(row.tolist())
+    allowed = sorted(set(range(num_rows)) - forbidden)
+    counts = np.bincount(row, minlength=num_rows)[allowed]
+    expected = num_negatives / len(allowed)
+    chi2 = np.sum((counts - expected) ** 2 / expected)
+    assert chi2 < _CHI2_999[len(allowed) - 1], (index, counts)
+
+
+def test_exclusion_leaving_one_row_always_draws_it():
+  negatives = memory_bank.sample_negatives(
+      np.array([2], np.int32), 4, 20, seed=0, step=0,
+      exclude=np.array([[0, 3]], np.int32)).numpy()
+  np.testing.assert_array_equal(negatives, [[1] * 20])
+  with pytest.raises(ValueError, match="at least one row"):
+    memory_bank.sample_negatives(np.array([0]), 3, 4, 0, 0,
+                                 exclude=np.array([[1, 2]]))
+
+
+def test_exclusion_draws_do_not_depend_on_the_replica_count_or_xla():
+  global_indices = np.array([4, 0, 9, 9, 2, 7, 1, 3], np.int32)
+  exclude = (global_indices[:, None] + np.arange(1, 4)[None, :]) % 10
+  expected = memory_bank.sample_negatives(global_indices, 10, 6, seed=2,
+                                          step=11, exclude=exclude).numpy()
+  compiled = tf.function(
+      lambda i, e: memory_bank.sample_negatives(i, 10, 6, 2, 11, exclude=e),
+      jit_compile=True)
+  np.testing.assert_array_equal(compiled(global_indices, exclude).numpy(),
+                                expected)
+  strategy = mirrored_strategy()
+  local = strategy.experimental_distribute_values_from_function(
+      lambda ctx: (global_indices.reshape(2, 4)[ctx.replica_id_in_sync_group],
+                   exclude.reshape(2, 4, 3)[ctx.replica_id_in_sync_group]))
+  per_replica = strategy.run(
+      tf.function(lambda pair: memory_bank.sample_negatives(
+          pair[0], 10, 6, 2, 11, exclude=pair[1])), args=(local,))
+  got = np.concatenate(
+      [t.numpy() for t in strategy.experimental_local_results(per_replica)])
+  np.testing.assert_array_equal(got, expected)
+
+
 def test_average_duplicates_exact_for_unique_and_mean_for_repeated():
   rng = np.random.default_rng(0)
   values = rng.normal(size=(5, 3)).astype(np.float32)

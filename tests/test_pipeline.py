@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from avid_tf.data import audio_ops
 from avid_tf.data import pipeline
+from avid_tf.data import preprocessing
 from avid_tf.data import schema
 
 FPS = 16
@@ -82,10 +83,19 @@ def _take(dataset, num_batches):
           for _ in range(num_batches)]
 
 
+def _geometry(dataset_dir, num_frames=4, crop_size=CROP, **kwargs):
+  return preprocessing.clip_preprocessing(
+      schema.DatasetInfo.load(dataset_dir), num_frames=num_frames,
+      crop_size=crop_size, **kwargs)
+
+
 def _train(dataset_dir, batch_size=4, **kwargs):
-  kwargs.setdefault("num_frames", 4)
-  kwargs.setdefault("crop_size", CROP)
-  return pipeline.make_train_dataset(dataset_dir, batch_size, **kwargs)
+  geometry = {key: kwargs.pop(key) for key in
+              ("num_frames", "crop_size", "audio_seconds", "frame_rate")
+              if key in kwargs}
+  return pipeline.make_train_dataset(
+      dataset_dir, batch_size, preprocessing=_geometry(dataset_dir,
+                                                       **geometry), **kwargs)
 
 
 _STREAMS = {}
@@ -314,8 +324,9 @@ def test_input_pipeline_resume(dataset_dir):
 
 
 def test_eval_dataset_uniform_aligned_clips(dataset_dir):
-  dataset = pipeline.make_eval_dataset(dataset_dir, "train", 4, num_clips=3,
-                                       num_frames=8, crop_size=CROP)
+  dataset = pipeline.make_eval_dataset(
+      dataset_dir, "train", 4, num_clips=3,
+      preprocessing=_geometry(dataset_dir, num_frames=8))
   assert dataset.element_spec["video"].shape.as_list() == [
       None, 3, 8, CROP, CROP, 3]
   batches = [{k: v.numpy() for k, v in b.items()} for b in dataset]

@@ -116,6 +116,8 @@ def test_unknown_gin_binding_is_a_clear_error():
 @pytest.mark.parametrize("path", sorted(glob.glob(
     os.path.join(gin_utils.GIN_ROOT, "**", "*.gin"), recursive=True)))
 def test_every_gin_file_parses_and_builds(path):
+  # The quickstart's files also configure `run_quickstart`.
+  from avid_tf import quickstart  # pylint: disable=g-import-not-at-top,unused-import
   gin_utils.parse_gin([path], [])
   from avid_tf.models import builders  # pylint: disable=g-import-not-at-top
   with gin.unlock_config():

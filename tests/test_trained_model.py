@@ -43,7 +43,7 @@ def test_load_trained_model_restores_the_checkpoint(run_dir):
   for a, b in zip(restored, expected):
     np.testing.assert_array_equal(a, b)
   assert model.num_data == 16
-  assert float(model.partition.numpy()) > 0
+  assert float(model.objective.partition.numpy()) > 0
 
 
 def test_missing_run_folder_is_a_clear_error(tmp_path):

@@ -57,6 +57,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from avid_tf.data import audio_ops
+from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
 from avid_tf.data import video_ops
 
@@ -72,38 +73,6 @@ _AUDIO_FORMATS = {".wav": "wav", ".flac": "flac", ".ogg": "ogg"}
 # ---------------------------------------------------------------------------
 # Dataset description (Python, once per pipeline).
 # ---------------------------------------------------------------------------
-
-
-class _SplitInfo:
-  """Shard files, record counts and media parameters of one split."""
-
-  def __init__(self, dataset_dir, split):
-    builder = schema.load_builder(dataset_dir)
-    if split not in builder.info.splits:
-      raise ValueError(f"Dataset {dataset_dir} has no split '{split}'; it has "
-                       f"{sorted(builder.info.splits.keys())}.")
-    info = builder.info.splits[split]
-    self.paths = [os.fspath(p) for p in info.filepaths]
-    self.lengths = [int(n) for n in info.shard_lengths]
-    self.num_bytes = int(info.num_bytes)
-    self.num_examples = int(info.num_examples)
-    if self.num_examples == 0:
-      raise ValueError(f"Split '{split}' of {dataset_dir} is empty.")
-    metadata = schema.read_metadata(dataset_dir)
-    path = os.path.join(dataset_dir, schema.METADATA_FILE)
-    for key in ("fps", "sample_rate", "spectrogram_mean", "spectrogram_std"):
-      if key not in metadata:
-        raise ValueError(f"{path} has no '{key}': the dataset was not written "
-                         "by avid_tf's ingest or is incomplete.")
-    self.fps = float(metadata["fps"])
-    self.sample_rate = int(metadata["sample_rate"])
-    self.spectrogram_mean = np.asarray(metadata["spectrogram_mean"],
-                                       np.float32)
-    self.spectrogram_std = np.asarray(metadata["spectrogram_std"], np.float32)
-    for key in ("spectrogram_mean", "spectrogram_std"):
-      if getattr(self, key).shape != (audio_ops.NUM_BINS,):
-        raise ValueError(f"{path}: '{key}' must hold {audio_ops.NUM_BINS} "
-                         f"values, got {getattr(self, key).shape}.")
 
 
 def _pipeline_shard(input_context):
@@ -124,9 +93,16 @@ def _per_pipeline_batch(batch_size, input_context):
   return per_replica, per_replica * replicas_per_pipeline
 
 
-def steps_per_epoch(dataset_dir, batch_size, clips_per_video, split="train"):
-  """Returns ceil(N * clips_per_video / batch_size), N = videos in split."""
-  count = schema.num_examples(dataset_dir, split)
+def steps_per_epoch(dataset, batch_size, clips_per_video, split="train"):
+  """Returns ceil(N * clips_per_video / batch_size), N = videos in split.
+
+  Args:
+    dataset: dataset folder or `schema.DatasetInfo`.
+    batch_size: global batch size.
+    clips_per_video: visits of each video per epoch.
+    split: split trained on.
+  """
+  count = schema.as_dataset_info(dataset).num_examples(split)
   return int(math.ceil(count * clips_per_video / batch_size))
 
 
@@ -298,19 +274,24 @@ def _clip_seed(seed, round_index, video_index):
 class _ClipConfig:
   """Static parameters of clip extraction shared by train and eval."""
 
-  def __init__(self, split_info, num_frames, crop_size, audio_seconds,
-               frame_rate):
-    self.num_frames = int(num_frames)
-    self.crop_size = int(crop_size)
-    self.stored_fps = split_info.fps
-    self.frame_rate = float(frame_rate or split_info.fps)
-    self.sample_rate = split_info.sample_rate
-    self.video_seconds = self.num_frames / self.frame_rate
-    self.audio_seconds = float(audio_seconds)
-    self.audio_samples = int(round(audio_seconds * self.sample_rate))
-    self.spectrogram_frames = audio_ops.num_spectrogram_frames(audio_seconds)
-    self.mean = split_info.spectrogram_mean
-    self.std = split_info.spectrogram_std
+  def __init__(self, dataset, preprocessing):
+    if preprocessing.sample_rate != dataset.sample_rate:
+      raise ValueError(
+          f"Dataset {dataset.directory} stores audio at "
+          f"{dataset.sample_rate} Hz but the run's preprocessing expects "
+          f"{preprocessing.sample_rate} Hz; ingest it with --sample_rate="
+          f"{preprocessing.sample_rate}.")
+    self.num_frames = preprocessing.num_frames
+    self.crop_size = preprocessing.crop_size
+    self.stored_fps = dataset.fps
+    self.frame_rate = preprocessing.frame_rate
+    self.sample_rate = preprocessing.sample_rate
+    self.video_seconds = preprocessing.clip_seconds
+    self.audio_seconds = preprocessing.audio_seconds
+    self.audio_samples = preprocessing.audio_samples
+    self.spectrogram_frames = preprocessing.spectrogram_frames
+    self.mean = np.asarray(preprocessing.spectrogram_mean, np.float32)
+    self.std = np.asarray(preprocessing.spectrogram_std, np.float32)
 
   def lengths(self, example):
     num_stored = tf.size(example["frames"])
@@ -412,12 +393,21 @@ def _options():
 # ---------------------------------------------------------------------------
 
 
+def _split_and_geometry(dataset, split, preprocessing):
+  """Resolves the dataset description, a non-empty split and the geometry."""
+  dataset = schema.as_dataset_info(dataset)
+  split_info = dataset.split(split)
+  if split_info.num_examples == 0:
+    raise ValueError(f"Split '{split}' of {dataset.directory} is empty.")
+  if preprocessing is None:
+    preprocessing = preprocessing_lib.clip_preprocessing(dataset)
+  return dataset, split_info, _ClipConfig(dataset, preprocessing)
+
+
 @gin.configurable
-def make_train_dataset(dataset_dir, batch_size, split="train", num_frames=8,
-                       crop_size=112, audio_seconds=2.0, clips_per_video=10,
+def make_train_dataset(dataset, batch_size, preprocessing=None, split="train",
                        max_offsync=0.5, seed=0, start_step=0,
-                       input_context=None, frame_rate=None,
-                       crop_scale=(0.08, 1.0),
+                       input_context=None, crop_scale=(0.08, 1.0),
                        crop_ratio=(3.0 / 4.0, 4.0 / 3.0),
                        flip_probability=0.5, brightness=0.4, contrast=0.4,
                        saturation=0.4, hue=0.2, gain_range=(0.9, 1.1),
@@ -426,17 +416,13 @@ def make_train_dataset(dataset_dir, batch_size, split="train", num_frames=8,
   """Infinite, deterministic pretraining dataset (see the module docstring).
 
   Args:
-    dataset_dir: dataset folder (`<output_dir>/<name>/1.0.0`).
+    dataset: dataset folder (`<output_dir>/<name>/1.0.0`) or
+      `schema.DatasetInfo`.
     batch_size: global batch size; with `input_context` each pipeline yields
       the per-replica batch size.
+    preprocessing: the clip geometry (`preprocessing.Preprocessing`); None
+      takes `preprocessing.clip_preprocessing(dataset)`.
     split: split to read.
-    num_frames: frames per video clip.
-    crop_size: output height and width of the frames.
-    audio_seconds: audio clip length; the spectrogram has 100 frames/s.
-    clips_per_video: visits per video in one epoch. The stream is infinite
-      and made of rounds that visit every video once, so this only sets the
-      epoch length (`steps_per_epoch`); it is accepted here so one gin
-      binding configures both.
     max_offsync: largest offset in seconds between the video clip and the
       audio window (0 keeps the video clip inside the audio window).
     seed: seed of the visit order and of every augmentation.
@@ -444,7 +430,6 @@ def make_train_dataset(dataset_dir, batch_size, split="train", num_frames=8,
       uninterrupted stream with the same seed would be after them.
     input_context: optional `tf.distribute.InputContext` (multi-worker): this
       pipeline's share of the videos and the per-replica batch size.
-    frame_rate: sampling rate of the clip frames; None = the stored fps.
     crop_scale: RandomResizedCrop area fraction range.
     crop_ratio: RandomResizedCrop aspect ratio range.
     flip_probability: probability of a horizontal flip.
@@ -466,18 +451,15 @@ def make_train_dataset(dataset_dir, batch_size, split="train", num_frames=8,
     [B, audio_seconds * 100, 257, 1], index int32 [B], label int32 [B].
 
   Raises:
-    FileNotFoundError: if `dataset_dir` holds no dataset.
+    FileNotFoundError: if `dataset` names a folder that holds no dataset.
     ValueError: for a missing split, metadata or an empty shard of videos.
   """
-  del clips_per_video  # Epoch length only; see steps_per_epoch.
-  split_info = _SplitInfo(dataset_dir, split)
+  _, split_info, clip = _split_and_geometry(dataset, split, preprocessing)
   num_pipelines, pipeline_id = _pipeline_shard(input_context)
   local_batch, elements_per_step = _per_pipeline_batch(batch_size,
                                                        input_context)
   plan = _VisitPlan(split_info, seed, num_pipelines, pipeline_id,
                     shuffle_window_bytes, shards_per_group)
-  clip = _ClipConfig(split_info, num_frames, crop_size, audio_seconds,
-                     frame_rate)
   augment = dict(max_offsync=float(max_offsync), crop_scale=tuple(crop_scale),
                  crop_ratio=tuple(crop_ratio),
                  flip_probability=float(flip_probability),
@@ -496,10 +478,8 @@ def make_train_dataset(dataset_dir, batch_size, split="train", num_frames=8,
   return dataset.with_options(_options())
 
 
-@gin.configurable
-def make_eval_dataset(dataset_dir, split, batch_size, num_clips=10,
-                      num_frames=8, crop_size=112, audio_seconds=2.0,
-                      frame_rate=None, input_context=None,
+def make_eval_dataset(dataset, split, batch_size, preprocessing=None,
+                      num_clips=10, input_context=None,
                       num_parallel_calls=AUTOTUNE):
   """Finite multi-clip evaluation dataset over one split, in file order.
 
@@ -508,14 +488,14 @@ def make_eval_dataset(dataset_dir, split, batch_size, num_clips=10,
   short side crop_size / 0.875 and centre-cropped.
 
   Args:
-    dataset_dir: dataset folder (`<output_dir>/<name>/1.0.0`).
+    dataset: dataset folder (`<output_dir>/<name>/1.0.0`) or
+      `schema.DatasetInfo`.
     split: split to read.
     batch_size: global batch size (per-replica with `input_context`).
+    preprocessing: the clip geometry, normally the pretraining run's record
+      (`preprocessing.Preprocessing.read(model_dir)`); None takes
+      `preprocessing.clip_preprocessing(dataset)`.
     num_clips: clips per video.
-    num_frames: frames per clip.
-    crop_size: output height and width.
-    audio_seconds: audio clip length.
-    frame_rate: sampling rate of the clip frames; None = the stored fps.
     input_context: optional `tf.distribute.InputContext`; pipelines read
       disjoint records.
     num_parallel_calls: parallelism of the per-video map.
@@ -525,9 +505,7 @@ def make_eval_dataset(dataset_dir, split, batch_size, num_clips=10,
     float32 [B, clips, audio_seconds * 100, 257, 1], index int32 [B], label
     int32 [B]; the last batch may be smaller.
   """
-  split_info = _SplitInfo(dataset_dir, split)
-  clip = _ClipConfig(split_info, num_frames, crop_size, audio_seconds,
-                     frame_rate)
+  _, split_info, clip = _split_and_geometry(dataset, split, preprocessing)
   num_pipelines, pipeline_id = _pipeline_shard(input_context)
   local_batch, _ = _per_pipeline_batch(batch_size, input_context)
   dataset = tf.data.TFRecordDataset(split_info.paths)

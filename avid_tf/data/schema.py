@@ -8,6 +8,9 @@ A dataset is a TFDS folder dataset, loadable with
     dataset_info.json, features.json   (TFDS metadata; num_examples per split)
     avid_metadata.json                 (fps, sample rate, label names,
                                         log-spectrogram statistics)
+    instances.npz                      (optional: per-split columns of the
+                                        examples by index, e.g. train_label,
+                                        train_faulty)
 
 One example per video:
   video_id  text     path of the source file relative to the video folder
@@ -20,6 +23,7 @@ One example per video:
   duration  float32  seconds of video
 """
 
+import dataclasses
 import json
 import os
 
@@ -27,8 +31,15 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from avid_tf.data import audio_ops
+from avid_tf.utils import files
+
 METADATA_FILE = "avid_metadata.json"
+INSTANCES_FILE = "instances.npz"
 VERSION = "1.0.0"
+# Keys every avid_metadata.json has; the input pipeline needs all of them.
+_REQUIRED_METADATA = ("fps", "sample_rate", "spectrogram_mean",
+                      "spectrogram_std")
 
 
 def features():
@@ -57,15 +68,14 @@ def shard_path(directory, name, split, shard, num_shards):
 
 def write_shard(path, serialized_examples):
   """Writes serialized examples to a TFRecord file atomically."""
-  tmp_path = path + ".tmp"
-  with tf.io.TFRecordWriter(tmp_path) as writer:
-    for record in serialized_examples:
-      writer.write(record)
-  os.replace(tmp_path, path)
+  with files.atomic_path(path) as tmp_path:
+    with tf.io.TFRecordWriter(tmp_path) as writer:
+      for record in serialized_examples:
+        writer.write(record)
 
 
 def write_dataset_info(directory, name, shard_lengths, metadata,
-                       description=""):
+                       description="", instance_columns=None):
   """Writes the TFDS metadata and `avid_metadata.json` for written shards.
 
   Args:
@@ -74,6 +84,10 @@ def write_dataset_info(directory, name, shard_lengths, metadata,
     shard_lengths: dict split name -> list of examples per shard.
     metadata: JSON-serialisable dict written to `avid_metadata.json`.
     description: free text stored in the TFDS dataset info.
+    instance_columns: optional {split: {column: int array [num_examples]}}
+      of per-example values by index (labels, faulty flags), written to
+      `instances.npz` so that training can read them without reading the
+      shards.
   """
   template = tfds.core.ShardedFileTemplate(
       data_dir=directory, template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
@@ -90,10 +104,17 @@ def write_dataset_info(directory, name, shard_lengths, metadata,
   tfds.folder_dataset.write_metadata(
       data_dir=directory, features=features(), split_infos=split_infos,
       filename_template=template, check_data=False, description=description)
-  tmp_path = os.path.join(directory, METADATA_FILE + ".tmp")
-  with open(tmp_path, "w") as f:
-    json.dump(metadata, f, indent=1)
-  os.replace(tmp_path, os.path.join(directory, METADATA_FILE))
+  columns = {f"{split}_{column}": np.asarray(values, np.int64)
+             for split, split_columns in (instance_columns or {}).items()
+             for column, values in split_columns.items()}
+  instances_path = os.path.join(directory, INSTANCES_FILE)
+  if columns:
+    with files.atomic_path(instances_path) as tmp_path:
+      with open(tmp_path, "wb") as f:
+        np.savez(f, **columns)
+  elif os.path.exists(instances_path):
+    os.remove(instances_path)
+  files.write_json(os.path.join(directory, METADATA_FILE), metadata)
 
 
 def load_builder(directory):
@@ -118,8 +139,122 @@ def read_metadata(directory):
 
 def num_examples(directory, split="train"):
   """Returns the number of videos in a split (the memory-bank size)."""
-  builder = load_builder(directory)
-  if split not in builder.info.splits:
-    raise ValueError(f"Dataset {directory} has no split '{split}'; it has "
-                     f"{sorted(builder.info.splits.keys())}.")
-  return builder.info.splits[split].num_examples
+  return DatasetInfo.load(directory).num_examples(split)
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitInfo:
+  """The shard files of one split.
+
+  Attributes:
+    name: split name.
+    paths: shard file paths, in index order.
+    lengths: examples per shard.
+    num_bytes: total size of the shards.
+    num_examples: examples in the split.
+  """
+
+  name: str
+  paths: tuple
+  lengths: tuple
+  num_bytes: int
+  num_examples: int
+
+
+class DatasetInfo:
+  """An ingested dataset's description, read once and shared.
+
+  Training, evaluation, export and the benchmarks take one of these instead
+  of re-reading the metadata files. Create it with `DatasetInfo.load`.
+
+  Attributes:
+    directory: the dataset folder.
+    name: dataset name.
+    splits: {split name: SplitInfo}.
+    metadata: the dict of `avid_metadata.json`.
+    fps: frame rate of the stored frames.
+    sample_rate: sample rate of the stored audio.
+    spectrogram_mean: float32 [257] log-spectrogram means.
+    spectrogram_std: float32 [257] log-spectrogram standard deviations.
+    label_names: class names by label id ([] when unlabelled).
+  """
+
+  def __init__(self, directory, name, splits, metadata, instance_columns):
+    self.directory = directory
+    self.name = name
+    self.splits = dict(splits)
+    self.metadata = dict(metadata)
+    self._instance_columns = dict(instance_columns)
+    path = os.path.join(directory, METADATA_FILE)
+    for key in _REQUIRED_METADATA:
+      if key not in metadata:
+        raise ValueError(f"{path} has no '{key}': the dataset was not written "
+                         "by avid_tf's ingest or is incomplete.")
+    self.fps = float(metadata["fps"])
+    self.sample_rate = int(metadata["sample_rate"])
+    self.spectrogram_mean = np.asarray(metadata["spectrogram_mean"],
+                                       np.float32)
+    self.spectrogram_std = np.asarray(metadata["spectrogram_std"], np.float32)
+    for key in ("spectrogram_mean", "spectrogram_std"):
+      if getattr(self, key).shape != (audio_ops.NUM_BINS,):
+        raise ValueError(f"{path}: '{key}' must hold {audio_ops.NUM_BINS} "
+                         f"values, got {getattr(self, key).shape}.")
+    self.label_names = list(metadata.get("label_names", []))
+
+  @classmethod
+  def load(cls, directory):
+    """Reads a dataset folder's TFDS and avid_tf metadata.
+
+    Raises:
+      FileNotFoundError: no dataset (or no avid_tf metadata) at `directory`.
+      ValueError: incomplete metadata.
+    """
+    directory = os.fspath(directory)
+    builder = load_builder(directory)
+    splits = {}
+    for split, info in builder.info.splits.items():
+      splits[split] = SplitInfo(
+          name=split, paths=tuple(os.fspath(p) for p in info.filepaths),
+          lengths=tuple(int(n) for n in info.shard_lengths),
+          num_bytes=int(info.num_bytes),
+          num_examples=int(info.num_examples))
+    columns = {}
+    instances_path = os.path.join(directory, INSTANCES_FILE)
+    if os.path.isfile(instances_path):
+      with np.load(instances_path) as arrays:
+        columns = {key: arrays[key] for key in arrays.files}
+    return cls(directory, builder.info.name, splits,
+               read_metadata(directory), columns)
+
+  def split(self, name):
+    """Returns the SplitInfo of a split, with a clear error if missing."""
+    if name not in self.splits:
+      raise ValueError(f"Dataset {self.directory} has no split '{name}'; it "
+                       f"has {sorted(self.splits)}.")
+    return self.splits[name]
+
+  def num_examples(self, split="train"):
+    """Number of videos in a split (the memory-bank size for "train")."""
+    return self.split(split).num_examples
+
+  def instance_column(self, split, column):
+    """Per-example values of a split by index (e.g. "label", "faulty").
+
+    Returns:
+      int64 [num_examples], or None when the dataset does not record it.
+    """
+    values = self._instance_columns.get(f"{split}_{column}")
+    if values is None:
+      return None
+    if len(values) != self.num_examples(split):
+      raise ValueError(
+          f"{os.path.join(self.directory, INSTANCES_FILE)}: {split}_{column} "
+          f"has {len(values)} values for {self.num_examples(split)} examples.")
+    return values
+
+
+def as_dataset_info(dataset):
+  """Returns `dataset` as a DatasetInfo (loading it when given a folder)."""
+  if isinstance(dataset, DatasetInfo):
+    return dataset
+  return DatasetInfo.load(dataset)

@@ -19,6 +19,8 @@ import keras
 import tensorflow as tf
 
 _RNG_ALGORITHM = "philox"  # Fixed so CPU, GPU and XLA draw the same numbers.
+# Name of a bank's variable: its Keras path is "<bank layer name>/bank".
+BANK_VARIABLE_NAME = "bank"
 
 
 def replica_context_info():
@@ -186,7 +188,7 @@ class MemoryBank(keras.layers.Layer):
         trainable=False,
         autocast=False,
         aggregation="only_first_replica",
-        name="bank")
+        name=BANK_VARIABLE_NAME)
     self.built = True
 
   def _initial_rows(self, shape, dtype=None):

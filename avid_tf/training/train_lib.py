@@ -1,19 +1,22 @@
 """The one gin-configured training entry point of avid_tf."""
 
-import json
 import os
 import time
 
 import gin
 import keras
+import numpy as np
 import tensorflow as tf
 
 from avid_tf.data import pipeline
+from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
 from avid_tf.models import builders
 from avid_tf.training import callbacks as callbacks_lib
 from avid_tf.training import checkpointing
+from avid_tf.training import run_info
 from avid_tf.training import strategy as strategy_lib
+from avid_tf.utils import files
 
 CHECKPOINT_SUBDIR = "checkpoints"
 MIXED_PRECISION_POLICIES = (None, "mixed_float16", "mixed_bfloat16")
@@ -27,26 +30,25 @@ def _learning_rate(learning_rate, decay_epochs, decay_factor, steps_per_epoch):
   return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
-def restore_latest(checkpoint, checkpoint_dir, num_data):
-  """Restores the newest checkpoint in `checkpoint_dir`; returns its path.
+def build_variables(model, preprocessing, optimizer=None):
+  """Creates every model (and optimizer) variable so a restore can fill them.
 
-  Every worker of a multi-worker run restores from the chief's folder.
-
-  Returns:
-    The restored checkpoint's path, or None when the folder holds none.
+  Args:
+    model: an unbuilt AVModel.
+    preprocessing: the run's `Preprocessing` (input shapes).
+    optimizer: optional optimizer to build for the model's variables.
   """
-  path = tf.train.latest_checkpoint(checkpoint_dir)
-  if path:
-    checkpointing.restore(checkpoint, path, num_data)
-  return path
+  model(preprocessing.dummy_batch(), training=False)
+  if optimizer is not None:
+    optimizer.build(model.trainable_variables)
 
 
-def _build_variables(model, optimizer, element_spec):
-  """Creates all model and optimizer variables so a restore can fill them."""
-  dummy = {key: tf.zeros([1] + spec.shape.as_list()[1:], spec.dtype)
-           for key, spec in element_spec.items()}
-  model(dummy, training=False)
-  optimizer.build(model.trainable_variables)
+def _instance_column(dataset, column):
+  """A train-split column by memory row, or None when nothing is known."""
+  values = dataset.instance_column("train", column)
+  if values is None or not np.any(values >= 0):
+    return None
+  return values
 
 
 def _adapt_for_multi_worker(model):
@@ -81,12 +83,6 @@ def _adapt_for_multi_worker(model):
   model._maybe_symbolic_build = skip_symbolic_build
 
 
-def _write_atomically(path, text):
-  with open(path + ".tmp", "w") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
-
-
 @gin.configurable(denylist=["model_dir"])
 def train(model_dir,
           dataset_dir=gin.REQUIRED,
@@ -104,13 +100,22 @@ def train(model_dir,
           jit_compile=False,
           seed=0,
           max_steps=None,
-          verbose=1):
+          verbose=1,
+          init_from=None,
+          callbacks=()):
   """Pretrains an audio-visual model and checkpoints it in `model_dir`.
 
   The memory size is the number of training videos in the dataset metadata.
   A run resumes from the newest checkpoint in `model_dir/checkpoints`; the
   input stream is deterministic per position, so a resumed run sees exactly
   the batches an uninterrupted run would have seen.
+
+  Staged training (AVID+CMA): `init_from` names an earlier run. A new run
+  (no checkpoint of its own yet) starts from that run's encoder and head
+  weights, memory banks and the objective state the new objective declares
+  it inherits (`Objective.inherited_state`, e.g. Z), with a fresh optimizer
+  at step 0. Once the new run has checkpoints, rerunning resumes it from
+  them and `init_from` is not read again.
 
   Under "multi_worker" every worker calls `train` with the same `model_dir`
   (a folder all of them can read); only the chief writes checkpoints,
@@ -139,13 +144,18 @@ def train(model_dir,
     seed: seed of data order, augmentation, negatives and initialisation.
     max_steps: optional cap on total steps (smoke tests, benchmarks).
     verbose: Keras progress bar verbosity (0, 1 or 2).
+    init_from: model_dir or checkpoint prefix of an earlier run to start
+      from (see above); None starts from scratch.
+    callbacks: extra Keras callbacks, run after the objective's own.
 
   Returns:
-    Dict with "steps", "train_seconds", "final_logs" (last step's logs) and
-    "history" (list of (step, logs) every `log_every_steps`).
+    Dict with "steps", "train_seconds", "final_logs" (last step's logs),
+    "epoch_logs" (epoch-level values of the objective's callbacks, by epoch)
+    and "history" (list of (step, logs) every `log_every_steps`).
 
   Raises:
-    checkpointing.CheckpointMismatchError: when resuming from an incompatible checkpoint.
+    checkpointing.CheckpointMismatchError: when resuming or initialising
+      from an incompatible checkpoint.
     callbacks_lib.NonFiniteLossError: when the loss becomes NaN or infinite.
   """
   if mixed_precision not in MIXED_PRECISION_POLICIES:
@@ -156,8 +166,10 @@ def train(model_dir,
   keras.utils.set_random_seed(seed)
   os.makedirs(model_dir, exist_ok=True)
   distribution = strategy_lib.get_strategy(strategy)
-  num_data = schema.num_examples(dataset_dir, "train")
-  steps_per_epoch = pipeline.steps_per_epoch(dataset_dir, batch_size,
+  dataset = schema.DatasetInfo.load(dataset_dir)
+  num_data = dataset.num_examples("train")
+  preprocessing = preprocessing_lib.clip_preprocessing(dataset)
+  steps_per_epoch = pipeline.steps_per_epoch(dataset, batch_size,
                                              clips_per_video)
   total_steps = epochs * steps_per_epoch
   if max_steps:
@@ -169,10 +181,7 @@ def train(model_dir,
         _learning_rate(learning_rate, lr_decay_epochs, lr_decay_factor,
                        steps_per_epoch))
     model.compile(optimizer=optimizer, jit_compile=jit_compile)
-    element_spec = pipeline.make_train_dataset(
-        dataset_dir, batch_size=1, clips_per_video=clips_per_video,
-        seed=seed).element_spec
-    _build_variables(model, optimizer, element_spec)
+    build_variables(model, preprocessing, optimizer)
     if isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy):
       _adapt_for_multi_worker(model)
     checkpoint = checkpointing.make_checkpoint(model, optimizer)
@@ -183,22 +192,39 @@ def train(model_dir,
         checkpoint, checkpointing.worker_directory(checkpoint_dir,
                                                    distribution),
         max_to_keep=max_checkpoints)
-    restored = restore_latest(checkpoint, checkpoint_dir, num_data)
+    # Every worker of a multi-worker run restores from the chief's folder.
+    restored = tf.train.latest_checkpoint(checkpoint_dir)
+    if restored:
+      checkpointing.restore(checkpoint, restored, model)
+    elif init_from:
+      initial = checkpointing.resolve_checkpoint(init_from, CHECKPOINT_SUBDIR)
+      checkpointing.initialize_from(model, initial)
+      print(f"Initialised from {initial} (weights, memory banks and "
+            f"{list(model.objective.inherited_state) or 'no'} objective "
+            "state); fresh optimizer.")
   start_step = int(optimizer.iterations.numpy())
   if restored:
     print(f"Resuming from {restored} at step {start_step}.")
 
   is_chief = strategy_lib.is_chief(distribution)
-  logger = callbacks_lib.ScalarLogger(
-      os.path.join(model_dir, "train") if is_chief else None, log_every_steps)
-  run_callbacks = [
-      callbacks_lib.CheckpointAndGuard(manager, checkpoint_every_steps,
-                                       checkpoint_dir),
-      logger
-  ]
+  log_dir = os.path.join(model_dir, "train") if is_chief else None
+  run = run_info.RunInfo(
+      model_dir=model_dir, num_data=num_data, steps_per_epoch=steps_per_epoch,
+      strategy=distribution, is_chief=is_chief, log_dir=log_dir,
+      instance_labels=_instance_column(dataset, "label"),
+      instance_faulty=_instance_column(dataset, "faulty"), dataset=dataset)
+  logger = callbacks_lib.ScalarLogger(log_dir, log_every_steps)
+  # The objective's callbacks first: the logger, last, writes what they add
+  # to the epoch logs.
+  run_callbacks = (
+      list(model.objective.callbacks(run)) + list(callbacks) + [
+          callbacks_lib.CheckpointAndGuard(manager, checkpoint_every_steps,
+                                           checkpoint_dir),
+          logger])
   config_path = os.path.join(model_dir, "config.gin")
   if is_chief:
-    _write_atomically(config_path, gin.operative_config_str())
+    files.write_text(config_path, gin.operative_config_str())
+    preprocessing.write(model_dir)
   start_time = time.time()
   step = start_step
   try:
@@ -213,12 +239,11 @@ def train(model_dir,
       else:
         num_epochs = 1
         steps = min(steps_per_epoch * (epoch + 1), total_steps) - step
-      dataset = distribution.distribute_datasets_from_function(
+      stream = distribution.distribute_datasets_from_function(
           lambda ctx, start=step: pipeline.make_train_dataset(
-              dataset_dir, batch_size=batch_size,
-              clips_per_video=clips_per_video, seed=seed, start_step=start,
-              input_context=ctx))
-      model.fit(dataset, initial_epoch=epoch, epochs=epoch + num_epochs,
+              dataset, batch_size=batch_size, preprocessing=preprocessing,
+              seed=seed, start_step=start, input_context=ctx))
+      model.fit(stream, initial_epoch=epoch, epochs=epoch + num_epochs,
                 steps_per_epoch=steps, callbacks=run_callbacks, verbose=verbose,
                 shuffle=False)
       step = int(optimizer.iterations.numpy())
@@ -228,11 +253,11 @@ def train(model_dir,
   train_seconds = time.time() - start_time
   final_logs = logger.history[-1][1] if logger.history else {}
   summary = {"steps": step, "train_seconds": train_seconds,
-             "final_logs": final_logs, "history": logger.history}
+             "final_logs": final_logs, "epoch_logs": logger.epoch_history,
+             "history": logger.history}
   if is_chief:
-    _write_atomically(config_path, gin.operative_config_str())
-    _write_atomically(
+    files.write_text(config_path, gin.operative_config_str())
+    files.write_json(
         os.path.join(model_dir, "train_summary.json"),
-        json.dumps({k: v for k, v in summary.items() if k != "history"},
-                   indent=1))
+        {k: v for k, v in summary.items() if k != "history"})
   return summary

@@ -1,10 +1,12 @@
 """Throughput of one AVID training step on synthetic in-memory batches.
 
-`benchmark_train_step` builds the encoders (avid_tf.models.builders), the
-projection heads, the memory banks and the Cross-AVID objective at the
-requested sizes, compiles Adam, and times `model.train_function` on one
-random batch held in memory (tf.data from_tensors + repeat + prefetch, so
-no input pipeline is measured). After `warmup_steps` untimed steps (tracing,
+`benchmark_train_step` builds the model the way training does: the released
+recipe `gin/base.gin` (Cross-AVID) through `builders.build_av_model`, with
+the benchmark's sizes and any extra gin files or bindings on top, and its
+variables from the clip geometry (`preprocessing.Preprocessing`). It
+compiles Adam and times `model.train_function` on one random batch of that
+geometry held in memory (tf.data from_tensors + repeat + prefetch, so no
+input pipeline is measured). After `warmup_steps` untimed steps (tracing,
 XLA compilation, oneDNN primitive caches) every timed step is synchronised
 by reading its loss back to the host, and the median step time is reported.
 
@@ -30,16 +32,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from avid_tf.losses import avid
-from avid_tf.models import av_model
+from avid_tf.data import audio_ops
+from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.models import builders
 from avid_tf.models import flops
-from avid_tf.models import heads
+from avid_tf.training import gin_utils
 from avid_tf.training import strategy as strategy_lib
+from avid_tf.training import train_lib
 
 MIXED_PRECISION_POLICIES = ("none", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored")
-AUDIO_BINS = 257
+# Rates and spectrogram statistics do not change the step, only shapes do;
+# these are ingest's defaults.
+_FRAME_RATE = 16.0
+_SAMPLE_RATE = 24000
 
 
 def _log(message):
@@ -58,48 +64,67 @@ def _gpu_names():
       "device_name", gpu.name) for gpu in gpus]
 
 
-def build_benchmark_model(num_data, video_depth=18, width_multiplier=1.0,
-                          num_negatives=1024, seed=0):
-  """The Cross-AVID model of the released configs at the given sizes.
+def build_benchmark_model(num_data, video_depth=None, width_multiplier=None,
+                          num_negatives=None, gin_files=(), gin_bindings=(),
+                          seed=0):
+  """The training model of gin/base.gin, resized for the benchmark.
 
-  Same parts and defaults as `builders.build_av_model` (whose encoder sizes
-  come from gin only), with the encoder depth and width given directly.
+  Parses `gin/base.gin`, then `gin_files`, then bindings of the sizes that
+  are given, then `gin_bindings`, and calls `builders.build_av_model`; the
+  caller's gin configuration is left as it was.
 
   Args:
     num_data: memory-bank rows.
-    video_depth: R(2+1)D depth (10, 18 or 34).
-    width_multiplier: encoder channel scale (1.0 = published widths).
-    num_negatives: K negatives per anchor.
+    video_depth: R(2+1)D depth (10, 18 or 34); None keeps the configured
+      one.
+    width_multiplier: encoder channel scale (1.0 = published widths); None
+      keeps the configured one.
+    num_negatives: K negatives per anchor of the AVID objective; None keeps
+      the configured one.
+    gin_files: experiment files applied after gin/base.gin.
+    gin_bindings: bindings applied last.
     seed: bank initialisation and negative sampling seed.
 
   Returns:
-    An uncompiled `av_model.AVModel`.
+    An uncompiled, unbuilt `av_model.AVModel`.
+
+  Raises:
+    gin_utils.GinConfigError: for a missing file or a bad binding.
   """
-  video_encoder, audio_encoder = builders.build_encoders(
-      video_depth=video_depth, audio_depth=10,
-      width_multiplier=width_multiplier, synchronized_bn=False)
-  objective = avid.AVIDObjective(cross_modal_weight=1.0,
-                                 within_modal_weight=0.0, temperature=0.07)
-  return av_model.AVModel(
-      video_encoder, audio_encoder,
-      heads.ProjectionHead(name="video_head"),
-      heads.ProjectionHead(name="audio_head"),
-      num_data=num_data, objective=objective, num_negatives=num_negatives,
-      bank_momentum=0.5, weight_decay=1e-5, embedding_dim=128, seed=seed)
+  sizes = {"build_encoders.video_depth": video_depth,
+           "build_encoders.width_multiplier": width_multiplier,
+           "build_avid_objective.num_negatives": num_negatives}
+  bindings = [f"{name} = {value!r}" for name, value in sizes.items()
+              if value is not None]
+  with gin_utils.isolated_config():
+    gin_utils.parse_gin(
+        [os.path.join(gin_utils.GIN_ROOT, "base.gin"), *gin_files],
+        bindings + list(gin_bindings))
+    return builders.build_av_model(num_data=num_data, seed=seed)
 
 
-def synthetic_batch(batch_size, num_frames, crop_size, audio_frames,
-                    num_data, seed=0):
-  """One random batch in the DESIGN.md batch contract (NumPy arrays)."""
+def clip_geometry(num_frames, crop_size, audio_seconds):
+  """The `Preprocessing` of the benchmark's batches (unit statistics)."""
+  return preprocessing_lib.Preprocessing(
+      num_frames=num_frames, crop_size=crop_size, frame_rate=_FRAME_RATE,
+      audio_seconds=audio_seconds, sample_rate=_SAMPLE_RATE,
+      spectrogram_mean=[0.0] * audio_ops.NUM_BINS,
+      spectrogram_std=[1.0] * audio_ops.NUM_BINS)
+
+
+def synthetic_batch(preprocessing, batch_size, num_data, seed=0):
+  """One random batch of `preprocessing.element_spec` (NumPy arrays).
+
+  Memory rows are distinct, as in a training batch, when num_data allows.
+  """
   rng = np.random.default_rng(seed)
+  spec = preprocessing.element_spec(batch_size)
   return {
-      "video": rng.standard_normal(
-          (batch_size, num_frames, crop_size, crop_size, 3), np.float32),
-      "audio": rng.standard_normal(
-          (batch_size, audio_frames, AUDIO_BINS, 1), np.float32),
+      "video": rng.standard_normal(spec["video"].shape, np.float32),
+      "audio": rng.standard_normal(spec["audio"].shape, np.float32),
       "index": rng.choice(num_data, size=batch_size,
                           replace=batch_size > num_data).astype(np.int32),
-      "label": np.zeros((batch_size,), np.int32),
+      "label": np.zeros(spec["label"].shape, np.int32),
   }
 
 
@@ -119,28 +144,35 @@ def _synthetic_dataset(batch, num_data):
 
 
 def benchmark_train_step(batch_size=8, num_frames=8, crop_size=112,
-                         video_depth=18, audio_frames=200, num_data=10000,
-                         num_negatives=1024, jit_compile=False,
+                         video_depth=None, audio_seconds=2.0, num_data=10000,
+                         num_negatives=None, jit_compile=False,
                          mixed_precision="none", strategy="default",
-                         steps=10, warmup_steps=3, width_multiplier=1.0,
-                         seed=0):
+                         steps=10, warmup_steps=3, width_multiplier=None,
+                         gin_files=(), gin_bindings=(), seed=0):
   """Times the AVID training step and returns the measurements.
 
   Args:
     batch_size: global clips per step.
     num_frames: frames per clip.
     crop_size: frame height and width.
-    video_depth: R(2+1)D depth (10, 18 or 34).
-    audio_frames: spectrogram frames (200 = 2 s); 257 frequency bins.
+    video_depth: R(2+1)D depth (10, 18 or 34); None keeps the configured
+      one (18 in gin/base.gin).
+    audio_seconds: audio clip length; the spectrogram has 100 frames per
+      second and 257 frequency bins.
     num_data: memory-bank rows.
-    num_negatives: K negatives per anchor.
+    num_negatives: K negatives per anchor; None keeps the configured one
+      (1024 in gin/base.gin).
     jit_compile: compile the train step with XLA.
     mixed_precision: "none", "mixed_float16" or "mixed_bfloat16".
     strategy: "default" (one device) or "mirrored" (all local GPUs, else
       the CPU; the global batch is split over the replicas).
     steps: timed steps (>= 1).
     warmup_steps: untimed steps first (>= 1: the first step traces).
-    width_multiplier: encoder channel scale (< 1 for smoke tests).
+    width_multiplier: encoder channel scale (< 1 for smoke tests); None
+      keeps the configured one (1.0 in gin/base.gin).
+    gin_files: experiment files applied after gin/base.gin (e.g.
+      gin/avid/kinetics_self.gin), to benchmark another configuration.
+    gin_bindings: gin bindings applied last.
     seed: seed of weights, banks and the synthetic batch.
 
   Returns:
@@ -148,11 +180,13 @@ def benchmark_train_step(batch_size=8, num_frames=8, crop_size=112,
     achieved_gflops, step_seconds_min/max, warmup_seconds (first step
     included), loss (last step), replicas, gpus (names; [] on CPU), onednn,
     cores, load_average (1-minute load before and after), tensorflow
-    version and the settings.
+    version, the settings and the sizes of the model built (video_depth,
+    width_multiplier, num_negatives, audio_frames).
 
   Raises:
     ValueError: for an unknown policy or strategy, non-positive sizes, or
       jit_compile with a strategy of several replicas (fails in Keras).
+    gin_utils.GinConfigError: for a missing gin file or a bad binding.
   """
   if mixed_precision not in MIXED_PRECISION_POLICIES:
     raise ValueError(f"mixed_precision must be one of "
@@ -160,13 +194,14 @@ def benchmark_train_step(batch_size=8, num_frames=8, crop_size=112,
   if strategy not in STRATEGIES:
     raise ValueError(f"strategy must be one of {STRATEGIES}, got "
                      f"'{strategy}'")
-  if min(batch_size, num_frames, crop_size, audio_frames, num_data, steps,
-         warmup_steps) < 1:
-    raise ValueError("batch_size, num_frames, crop_size, audio_frames, "
-                     "num_data, steps and warmup_steps must be >= 1")
+  if min(batch_size, num_frames, crop_size, num_data, steps,
+         warmup_steps) < 1 or audio_seconds <= 0:
+    raise ValueError("batch_size, num_frames, crop_size, num_data, steps "
+                     "and warmup_steps must be >= 1 and audio_seconds > 0")
   if num_data < 2:
     raise ValueError(f"num_data must be >= 2 (negatives exclude the anchor),"
                      f" got {num_data}")
+  preprocessing = clip_geometry(num_frames, crop_size, audio_seconds)
 
   if not tf.config.list_physical_devices("GPU") and not onednn_enabled():
     _log("benchmark_train_step: oneDNN is off; on CPUs without AVX-512 "
@@ -193,17 +228,13 @@ def benchmark_train_step(batch_size=8, num_frames=8, crop_size=112,
       model = build_benchmark_model(
           num_data, video_depth=video_depth,
           width_multiplier=width_multiplier, num_negatives=num_negatives,
-          seed=seed)
+          gin_files=gin_files, gin_bindings=gin_bindings, seed=seed)
       optimizer = keras.optimizers.Adam(2e-4)
       model.compile(optimizer=optimizer, jit_compile=jit_compile)
-    batch = synthetic_batch(batch_size, num_frames, crop_size, audio_frames,
-                            num_data, seed)
-    with distribution.scope():
-      # Variables must exist before the step is traced (under a strategy or
-      # XLA the step cannot create them).
-      model({key: value[:1] for key, value in batch.items()}, training=False)
-      optimizer.build(model.trainable_variables)
-    dataset = _synthetic_dataset(batch, num_data)
+      # Under a strategy or XLA the traced step cannot create variables.
+      train_lib.build_variables(model, preprocessing, optimizer)
+    dataset = _synthetic_dataset(
+        synthetic_batch(preprocessing, batch_size, num_data, seed), num_data)
     if strategy != "default":
       dataset = distribution.experimental_distribute_dataset(dataset)
     iterator = iter(dataset)
@@ -228,8 +259,8 @@ def benchmark_train_step(batch_size=8, num_frames=8, crop_size=112,
            f"{step_seconds[-1]:.3f} s")
 
     gflop_per_clip = flops.train_step_gflop_per_clip(
-        model.video_encoder, model.audio_encoder,
-        (num_frames, crop_size, crop_size, 3), (audio_frames, AUDIO_BINS, 1))
+        model.video_encoder, model.audio_encoder, preprocessing.video_shape,
+        preprocessing.audio_shape)
     median = statistics.median(step_seconds)
     clips_per_second = batch_size / median
     return {
@@ -249,12 +280,17 @@ def benchmark_train_step(batch_size=8, num_frames=8, crop_size=112,
                          round(os.getloadavg()[0], 2)],
         "tensorflow": tf.__version__,
         "batch_size": batch_size, "num_frames": num_frames,
-        "crop_size": crop_size, "video_depth": video_depth,
-        "audio_frames": audio_frames, "num_data": num_data,
-        "num_negatives": num_negatives, "jit_compile": bool(jit_compile),
+        "crop_size": crop_size, "video_depth": model.video_encoder.depth,
+        "audio_seconds": audio_seconds,
+        "audio_frames": preprocessing.spectrogram_frames,
+        "num_data": num_data,
+        # Another objective (chosen in a gin file) may have no negatives.
+        "num_negatives": getattr(model.objective, "num_negatives", None),
+        "jit_compile": bool(jit_compile),
         "mixed_precision": mixed_precision, "strategy": strategy,
         "steps": steps, "warmup_steps": warmup_steps,
-        "width_multiplier": width_multiplier,
+        "width_multiplier": model.video_encoder.width_multiplier,
+        "gin_files": list(gin_files), "gin_bindings": list(gin_bindings),
     }
   finally:
     keras.mixed_precision.set_global_policy(previous_policy)

@@ -1,0 +1,1 @@
+"""Benchmarks of avid_tf (kept apart from the product modules)."""
