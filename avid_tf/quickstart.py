@@ -1,11 +1,19 @@
 """The main job end to end on the embedded synthetic dataset.
 
-generate synthetic videos -> ingest -> pretrain Cross-AVID -> frozen-feature
-linear probes (pretrained vs randomly initialised encoders) and cross-modal
-retrieval on the held-out split -> export -> table, plots, summary.json.
-Every stage reuses what an earlier, interrupted run left behind.
+generate synthetic videos -> ingest -> pretrain (one or more stages) ->
+frozen-feature linear probes (pretrained vs randomly initialised encoders)
+and cross-modal retrieval on the held-out split -> export -> table, plots,
+summary.json. Every stage reuses what an earlier, interrupted run left
+behind.
+
+Methods (`run_quickstart(method=...)`) and their training stages:
+  avid        Cross-AVID (gin/quickstart.gin)
+  cma         Cross-AVID, then AVID+CMA from it (gin/cma/quickstart.gin)
+  robust_xid  Robust xID (gin/robust_xid/quickstart.gin)
+The Cross-AVID stage of "cma" is the "avid" run of the same work folder.
 """
 
+import json
 import os
 import time
 
@@ -28,10 +36,101 @@ from avid_tf.utils import files
 
 QUICKSTART_GIN = os.path.join(gin_utils.GIN_ROOT, "quickstart.gin")
 DATASET_NAME = "synthetic"
+SETTINGS_FILE = "quickstart_settings.json"
+# method -> its stages in order: (model folder in the work folder, gin file
+# relative to gin/). A stage starts from the previous stage's run.
+METHODS = {
+    "avid": (("model", "quickstart.gin"),),
+    "cma": (("model", "quickstart.gin"),
+            ("model_cma", "cma/quickstart.gin")),
+    "robust_xid": (("model_robust_xid", "robust_xid/quickstart.gin"),),
+}
 
 
 def _log(message):
   print(f"[quickstart] {message}", flush=True)
+
+
+def stage_gin_file(method, stage=0):
+  """The gin file of a method's stage (the first one by default)."""
+  if method not in METHODS:
+    raise ValueError(f"Unknown quickstart method '{method}'; choose one of "
+                     f"{sorted(METHODS)}.")
+  return os.path.join(gin_utils.GIN_ROOT, METHODS[method][stage][1])
+
+
+def prepare_dataset(work_dir, num_classes=10, videos_per_class=40,
+                    val_fraction=0.25, duration=3.0, size=128,
+                    faulty_positive_rate=0.0, seed=0, num_workers=None):
+  """Generates and ingests the synthetic dataset in `work_dir`, once.
+
+  A rerun reuses the videos and the dataset. The generation settings are
+  recorded; a work folder made with other settings is an error rather than
+  a silent reuse of the wrong data.
+
+  Returns:
+    The dataset folder.
+
+  Raises:
+    ValueError: `work_dir` holds a dataset made with other settings.
+  """
+  settings = dict(num_classes=num_classes, videos_per_class=videos_per_class,
+                  val_fraction=val_fraction, duration=duration, size=size,
+                  faulty_positive_rate=faulty_positive_rate, seed=seed)
+  os.makedirs(work_dir, exist_ok=True)
+  settings_path = os.path.join(work_dir, SETTINGS_FILE)
+  if os.path.isfile(settings_path):
+    with open(settings_path) as f:
+      recorded = json.load(f)
+    if recorded != settings:
+      changed = sorted(k for k in settings if recorded.get(k) != settings[k])
+      raise ValueError(
+          f"{work_dir} holds synthetic data made with other settings "
+          f"({', '.join(changed)}); use another --work_dir.")
+  files.write_json(settings_path, settings)
+  video_root = os.path.join(work_dir, "synthetic")
+  labels_csv = os.path.join(video_root, synthetic.LABELS_FILE)
+  if not os.path.isfile(labels_csv):
+    _log(f"generating {num_classes * videos_per_class} synthetic videos")
+    synthetic.generate_dataset(
+        video_root, num_classes=num_classes,
+        videos_per_class=videos_per_class, duration=duration, size=size,
+        val_fraction=val_fraction, faulty_positive_rate=faulty_positive_rate,
+        seed=seed, num_workers=num_workers)
+  output_dir = os.path.join(work_dir, "datasets")
+  dataset_dir = schema.dataset_dir(output_dir, DATASET_NAME)
+  if not os.path.isfile(os.path.join(dataset_dir, schema.METADATA_FILE)):
+    _log("ingesting videos")
+    report = ingest.ingest(os.path.join(video_root, synthetic.VIDEOS_DIR),
+                           output_dir, DATASET_NAME, labels_csv=labels_csv,
+                           num_workers=num_workers)
+    _log(f"ingested {report['num_ingested']} videos, skipped "
+         f"{report['num_skipped']}")
+  return dataset_dir
+
+
+def train_stages(work_dir, dataset_dir, method="avid", gin_files=(),
+                 gin_bindings=()):
+  """Trains every stage of a method; returns [(model_dir, train summary)].
+
+  Each stage parses its own gin file, then `gin_files` and `gin_bindings`,
+  in isolation (the caller's configuration is left as it was), and starts
+  from the previous stage's run. Finished stages resume at their last step,
+  so nothing is trained twice.
+  """
+  stages = []
+  previous = None
+  for stage, (folder, _) in enumerate(METHODS[method]):
+    model_dir = os.path.join(work_dir, folder)
+    with gin_utils.isolated_config():
+      gin_utils.parse_gin([stage_gin_file(method, stage), *gin_files],
+                          gin_bindings)
+      _log(f"training {folder} ({METHODS[method][stage][1]})")
+      summary = train_lib.train(model_dir, dataset_dir=dataset_dir,
+                                init_from=previous)
+    stages.append((model_dir, summary))
+    previous = model_dir
+  return stages
 
 
 def _features_and_embeddings(modality, encoder, head):
@@ -65,73 +164,102 @@ def _probe(train, val, key):
       train[key], train["label"], val[key], val["label"])
 
 
-@gin.configurable(denylist=["work_dir"])
-def run_quickstart(work_dir, num_classes=10, videos_per_class=40,
-                   val_fraction=0.25, duration=3.0, size=128, num_workers=None,
-                   eval_batch_size=16, eval_clips=4, seed=0):
+def evaluate_model(model, dataset, preprocessing, batch_size=16,
+                   num_clips=4):
+  """Frozen-feature probes and retrieval of a model on the held-out split.
+
+  Args:
+    model: an AVModel.
+    dataset: the `schema.DatasetInfo` (its "train" and "val" splits).
+    preprocessing: the run's `Preprocessing`.
+    batch_size: videos per evaluation batch.
+    num_clips: clips per video, uniformly spaced, averaged.
+
+  Returns:
+    (figures, val_features): the figures dict (linear_probe_video_top1,
+    linear_probe_audio_top1, retrieval_{v2a,a2v}_r{1,5}) and the held-out
+    features.
+  """
+  splits = {split: _split_features(model, dataset, preprocessing, split,
+                                   batch_size, num_clips)
+            for split in ("train", "val")}
+  train, val = splits["train"], splits["val"]
+  recall_v2a = retrieval.recall_at_k(val["video_embedding"],
+                                     val["audio_embedding"])
+  recall_a2v = retrieval.recall_at_k(val["audio_embedding"],
+                                     val["video_embedding"])
+  figures = {
+      "linear_probe_video_top1": _probe(train, val, "video"),
+      "linear_probe_audio_top1": _probe(train, val, "audio"),
+      "retrieval_v2a_r1": recall_v2a[1],
+      "retrieval_a2v_r1": recall_a2v[1],
+      "retrieval_v2a_r5": recall_v2a[5],
+      "retrieval_a2v_r5": recall_a2v[5],
+  }
+  return figures, val
+
+
+def _last_epoch_value(train_summary, key):
+  """The newest epoch-level value of `key` a run logged, or None."""
+  for _, values in reversed(train_summary.get("epoch_logs", [])):
+    if key in values:
+      return values[key]
+  return None
+
+
+@gin.configurable(denylist=["work_dir", "method", "gin_files",
+                            "gin_bindings"])
+def run_quickstart(work_dir, method="avid", gin_files=(), gin_bindings=(),
+                   num_classes=10, videos_per_class=40, val_fraction=0.25,
+                   duration=3.0, size=128, faulty_positive_rate=0.0,
+                   num_workers=None, eval_batch_size=16, eval_clips=4, seed=0):
   """Runs the whole pipeline on a synthetic dataset made in `work_dir`.
 
   Args:
-    work_dir: folder for the videos, dataset, run, export and results.
+    work_dir: folder for the videos, dataset, runs, export and results.
+    method: "avid", "cma" or "robust_xid" (see the module docstring).
+    gin_files: extra gin files applied after each stage's own.
+    gin_bindings: extra gin bindings applied after them.
     num_classes: synthetic classes.
     videos_per_class: synthetic videos per class.
     val_fraction: held-out fraction per class (the evaluation split).
     duration: seconds per synthetic video.
     size: synthetic frame size in pixels.
+    faulty_positive_rate: fraction of videos whose audio comes from another
+      class (the Robust xID summary then reports faulty_weight_auc).
     num_workers: processes for generation and ingest (default: all cores).
     eval_batch_size: videos per evaluation batch.
     eval_clips: clips per video, uniformly spaced, averaged in evaluation.
     seed: seed of the synthetic data.
 
   Returns:
-    The summary dict also written to `<work_dir>/summary.json`.
+    The summary dict also written to `<work_dir>/summary.json` (for "cma":
+    `<work_dir>/summary_cma.json`, and so on).
   """
   start = time.time()
-  os.makedirs(work_dir, exist_ok=True)
-  video_root = os.path.join(work_dir, "synthetic")
-  labels_csv = os.path.join(video_root, "labels.csv")
-  if not os.path.isfile(labels_csv):
-    _log(f"generating {num_classes * videos_per_class} synthetic videos")
-    synthetic.generate_dataset(
-        video_root, num_classes=num_classes,
-        videos_per_class=videos_per_class, duration=duration, size=size,
-        val_fraction=val_fraction, seed=seed, num_workers=num_workers)
-  dataset_dir = schema.dataset_dir(os.path.join(work_dir, "datasets"),
-                                   DATASET_NAME)
-  if not os.path.isfile(os.path.join(dataset_dir, schema.METADATA_FILE)):
-    _log("ingesting videos")
-    report = ingest.ingest(os.path.join(video_root, "videos"),
-                           os.path.join(work_dir, "datasets"), DATASET_NAME,
-                           labels_csv=labels_csv, num_workers=num_workers)
-    _log(f"ingested {report['num_ingested']} videos, skipped "
-         f"{report['num_skipped']}")
-
-  model_dir = os.path.join(work_dir, "model")
-  _log(f"pretraining Cross-AVID in {model_dir}")
-  train_summary = train_lib.train(model_dir, dataset_dir=dataset_dir)
-  history = train_summary["history"]
+  stage_gin_file(method)  # Fails early for an unknown method.
+  dataset_dir = prepare_dataset(
+      work_dir, num_classes=num_classes, videos_per_class=videos_per_class,
+      val_fraction=val_fraction, duration=duration, size=size,
+      faulty_positive_rate=faulty_positive_rate, seed=seed,
+      num_workers=num_workers)
+  stages = train_stages(work_dir, dataset_dir, method, gin_files,
+                        gin_bindings)
+  model_dir, train_summary = stages[-1]
 
   _log("extracting frozen features (pretrained and random init)")
   dataset = schema.DatasetInfo.load(dataset_dir)
   preprocessing = preprocessing_lib.Preprocessing.read(model_dir)
   model = trained_model.load_trained_model(model_dir)
-  num_data = model.num_data
-  random_model = trained_model.build_model(model_dir, num_data,
+  random_model = trained_model.build_model(model_dir, model.num_data,
                                            seed=seed + 12345)
-  results = {}
-  for name, net in (("pretrained", model), ("random", random_model)):
-    results[name] = {
-        split: _split_features(net, dataset, preprocessing, split,
-                               eval_batch_size, eval_clips)
-        for split in ("train", "val")}
+  figures, val = evaluate_model(model, dataset, preprocessing,
+                                eval_batch_size, eval_clips)
+  random_figures, _ = evaluate_model(random_model, dataset, preprocessing,
+                                     eval_batch_size, eval_clips)
 
-  pretrained, random_init = results["pretrained"], results["random"]
-  val = pretrained["val"]
-  recall_v2a = retrieval.recall_at_k(val["video_embedding"],
-                                     val["audio_embedding"])
-  recall_a2v = retrieval.recall_at_k(val["audio_embedding"],
-                                     val["video_embedding"])
-  export_dir = os.path.join(work_dir, "export")
+  export_dir = os.path.join(work_dir, "export" if method == "avid"
+                            else f"export_{method}")
   _log(f"exporting encoders to {export_dir}")
   export_metadata = preprocessing.export_metadata()
   saved_model.export_encoders(model, export_dir,
@@ -139,35 +267,50 @@ def run_quickstart(work_dir, num_classes=10, videos_per_class=40,
                               audio_preprocessing=export_metadata["audio"],
                               overwrite=True)
 
+  suffix = "" if method == "avid" else f"_{method}"
   metadata = dataset.metadata
-  plots.plot_loss_curve(history, os.path.join(work_dir, "loss_curve.png"),
-                        keys=("loss", "loss_v2a", "loss_a2v"))
-  plots.plot_embeddings(val["video"], val["label"],
-                        os.path.join(work_dir, "val_video_features_pca.png"),
-                        "Held-out video features (PCA), pretrained",
-                        metadata["label_names"])
-  summary = {
-      "linear_probe_video_top1": _probe(pretrained["train"], val, "video"),
-      "linear_probe_audio_top1": _probe(pretrained["train"], val, "audio"),
-      "random_init_linear_probe_video_top1": _probe(
-          random_init["train"], random_init["val"], "video"),
-      "random_init_linear_probe_audio_top1": _probe(
-          random_init["train"], random_init["val"], "audio"),
-      "retrieval_v2a_r1": recall_v2a[1],
-      "retrieval_a2v_r1": recall_a2v[1],
-      "retrieval_v2a_r5": recall_v2a[5],
-      "retrieval_a2v_r5": recall_a2v[5],
+  history = train_summary["history"]
+  loss_keys = sorted({key for _, logs in history for key in logs
+                      if key.startswith("loss_")})
+  plots.plot_loss_curve(history,
+                        os.path.join(work_dir, f"loss_curve{suffix}.png"),
+                        keys=["loss"] + loss_keys)
+  plots.plot_embeddings(
+      val["video"], val["label"],
+      os.path.join(work_dir, f"val_video_features_pca{suffix}.png"),
+      f"Held-out video features (PCA), pretrained ({method})",
+      metadata["label_names"])
+  summary = dict(figures)
+  summary.update({
+      "random_init_linear_probe_video_top1":
+          random_figures["linear_probe_video_top1"],
+      "random_init_linear_probe_audio_top1":
+          random_figures["linear_probe_audio_top1"],
       "retrieval_chance_r1": 1.0 / len(val["label"]),
-      "train_seconds": train_summary["train_seconds"],
+      "method": method,
+      "train_seconds": sum(s["train_seconds"] for _, s in stages),
       "train_steps": train_summary["steps"],
       "total_seconds": time.time() - start,
       "num_videos": int(sum(metadata["num_videos"].values())),
-      "num_train_videos": num_data,
+      "num_train_videos": model.num_data,
       "num_val_videos": int(len(val["label"])),
       "export_dir": export_dir,
       "model_dir": model_dir,
-  }
-  files.write_json(os.path.join(work_dir, "summary.json"), summary)
+  })
+  if method == "cma":
+    avid_dir = stages[0][0]
+    avid_figures, _ = evaluate_model(
+        trained_model.load_trained_model(avid_dir), dataset,
+        preprocessing_lib.Preprocessing.read(avid_dir), eval_batch_size,
+        eval_clips)
+    summary["avid_stage"] = dict(avid_figures, model_dir=avid_dir,
+                                 train_steps=stages[0][1]["steps"])
+    for key in ("positive_set_precision", "positive_set_precision_chance"):
+      summary[key] = _last_epoch_value(train_summary, key)
+  auc = _last_epoch_value(train_summary, "faulty_weight_auc")
+  if auc is not None:
+    summary["faulty_weight_auc"] = auc
+  files.write_json(os.path.join(work_dir, f"summary{suffix}.json"), summary)
   return summary
 
 
@@ -182,6 +325,13 @@ def format_table(summary):
        f"{summary['linear_probe_audio_top1']:.1%}",
        f"{summary['random_init_linear_probe_audio_top1']:.1%}"),
   ]
+  if "avid_stage" in summary:
+    stage = summary["avid_stage"]
+    rows.insert(1, ("", "(after CMA)", ""))
+    rows += [("after the AVID stage: video",
+              f"{stage['linear_probe_video_top1']:.1%}", ""),
+             ("after the AVID stage: audio",
+              f"{stage['linear_probe_audio_top1']:.1%}", "")]
   lines = [f"{a:<28}{b:>12}{c:>14}" for a, b, c in rows]
   chance = summary["retrieval_chance_r1"]
   lines += [
@@ -195,4 +345,11 @@ def format_table(summary):
       f"{summary['total_seconds']:.0f} s",
       f"encoders exported to {summary['export_dir']}",
   ]
+  if summary.get("positive_set_precision") is not None:
+    lines.append(
+        f"positive-set precision {summary['positive_set_precision']:.1%} "
+        f"(chance {summary['positive_set_precision_chance']:.1%})")
+  if "faulty_weight_auc" in summary:
+    lines.append("faulty-positive weight AUC "
+                 f"{summary['faulty_weight_auc']:.3f} (chance 0.5)")
   return "\n".join(lines)

@@ -39,6 +39,8 @@ def write_tiny_dataset(directory, num_train=16, num_val=8, num_frames=24,
   """Writes a small dataset in the ingest format, with no media decoding.
 
   Frames are coloured noise per class; audio is a class-dependent tone.
+  Labels (index % num_classes) and a faulty flag (every fourth video) are
+  also written as per-row columns.
 
   Returns:
     The dataset folder.
@@ -52,7 +54,7 @@ def write_tiny_dataset(directory, num_train=16, num_val=8, num_frames=24,
   features = schema.features()
   seconds = num_frames / fps
   t = np.arange(int(seconds * sample_rate)) / sample_rate
-  lengths = {}
+  lengths, columns = {}, {}
   for split, count in (("train", num_train), ("val", num_val)):
     records = []
     for index in range(count):
@@ -70,11 +72,15 @@ def write_tiny_dataset(directory, num_train=16, num_val=8, num_frames=24,
     schema.write_shard(schema.shard_path(dataset_dir, name, split, 0, 1),
                        records)
     lengths[split] = [count]
+    labels = np.arange(count) % num_classes
+    # Every fourth video is flagged faulty (its audio is not really swapped).
+    columns[split] = {"label": labels, "faulty": (np.arange(count) % 4 == 3)}
   schema.write_dataset_info(dataset_dir, name, lengths, {
       "fps": fps, "short_side": height, "sample_rate": sample_rate,
       "label_names": [f"class{i}" for i in range(num_classes)],
       "spectrogram_mean": [-20.0] * 257, "spectrogram_std": [20.0] * 257,
-      "num_videos": {"train": num_train, "val": num_val}})
+      "num_videos": {"train": num_train, "val": num_val}},
+      instance_columns=columns)
   return dataset_dir
 
 

@@ -42,7 +42,7 @@ def kernel_of(conv, window):
 
 
 def np_audio_net(model, spectrogram, batch_stats=False):
-  """ALGORITHMS.md §7 audio ConvNet, written from the spec."""
+  """The audio ConvNet of docs/methods.md, written from its description."""
   relu = lambda v: np.maximum(v, 0.0)
   out = {}
   x = np_conv2d(spectrogram.astype(np.float64),

@@ -12,7 +12,7 @@ RATE = 24000
 
 
 def reference_log_spectrogram(waveform, sample_rate=RATE, num_frames=None):
-  """ALGORITHMS.md §8 in float64 NumPy (librosa 0.7 semantics)."""
+  """docs/methods.md's log-spectrogram in float64 NumPy (librosa 0.7)."""
   waveform = np.asarray(waveform, np.float64)
   padded = np.pad(waveform, 512, mode="reflect")
   hop = sample_rate // 100

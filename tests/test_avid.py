@@ -1,4 +1,4 @@
-"""AVID objectives against a float64 NumPy reference (ALGORITHMS.md §4)."""
+"""AVID objectives against a float64 NumPy reference (docs/methods.md)."""
 
 import numpy as np
 import pytest

@@ -9,7 +9,7 @@ from avid_tf.models import layers as model_layers
 from avid_tf.models import r2plus1d
 
 
-# ALGORITHMS.md §7, forward GFLOP per clip (2 x multiply-adds).
+# Published forward GFLOP per clip (2 x multiply-adds).
 @pytest.mark.parametrize("depth,size,published", [
     (18, 112, 6.16),
     (18, 224, 24.25),
@@ -32,7 +32,7 @@ def _out(size, kernel, stride, pad):
 
 
 def spec_video_multiply_adds(blocks_per_stage, frames, size):
-  """Multiply-adds of ALGORITHMS.md §7's R(2+1)D, summed layer by layer."""
+  """Multiply-adds of the R(2+1)D of docs/methods.md, layer by layer."""
   t, s = frames, _out(size, 7, 2, 3)
   total = t * s * s * 64 * (3 * 7 * 7 * 3)  # stem
   s = _out(s, 3, 2, 1)  # stem max-pool

@@ -104,7 +104,7 @@ def labelled_inputs(tmp_path_factory):
     writer = csv.writer(f)
     writer.writerow(["path", "label", "split", "faulty"])
     for path, label, split, _ in _VIDEOS:
-      writer.writerow([path, label, split, 0])
+      writer.writerow([path, label, split, int(path == "dog/d2.mp4")])
     writer.writerow([_MISSING, "cat", "train", 0])
   return str(video_dir), str(labels_csv)
 
@@ -146,6 +146,25 @@ def test_splits_indices_and_labels(clean_dataset):
   indexed = {f["path"]: (f["split"], f["index"]) for f in report["files"]}
   assert indexed["dog/d2.mp4"] == ("train", 2)
   assert indexed["cat/c2.mp4"] == ("val", 0)
+
+
+def test_labels_and_faulty_flags_by_memory_row(clean_dataset):
+  _, directory = clean_dataset
+  info = schema.DatasetInfo.load(directory)
+  np.testing.assert_array_equal(info.instance_column("train", "label"),
+                                [0, 1, 1])
+  np.testing.assert_array_equal(info.instance_column("train", "faulty"),
+                                [0, 0, 1])
+  np.testing.assert_array_equal(info.instance_column("val", "faulty"), [0])
+  assert info.instance_column("train", "no_such_column") is None
+
+
+def test_bad_faulty_flag_is_a_clear_error(tmp_path, labelled_inputs):
+  bad_csv = tmp_path / "bad_faulty.csv"
+  bad_csv.write_text("path,label,faulty\ncat/c1.mp4,cat,yes\n")
+  with pytest.raises(ingest.IngestError, match="line 2: faulty must be 0, 1"):
+    _ingest(labelled_inputs[0], str(tmp_path / "out"),
+            labels_csv=str(bad_csv))
 
 
 def test_frames_resampled_to_fps_and_short_side(clean_dataset):

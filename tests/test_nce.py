@@ -1,4 +1,4 @@
-"""NCE loss against a float64 NumPy reference (ALGORITHMS.md §3)."""
+"""NCE loss against a float64 NumPy reference (docs/methods.md, "NCE loss")."""
 
 import numpy as np
 import pytest

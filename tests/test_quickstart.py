@@ -29,6 +29,10 @@ TOY_BINDINGS = (
     "build_av_model.head_hidden_dim = 32",
     "build_av_model.embedding_dim = 16",
     "build_avid_objective.num_negatives = 4",
+    "build_cma_objective.num_positives = 2",
+    "build_cma_objective.num_negatives = 4",
+    "build_cma_objective.num_positive_set_negatives = 2",
+    "build_robust_xid_objective.num_negatives = 4",
     "clip_preprocessing.num_frames = 4",
     "clip_preprocessing.crop_size = 32",
     "clip_preprocessing.audio_seconds = 1.0",
@@ -39,12 +43,16 @@ TOY_BINDINGS = (
 )
 
 
+def _run(work_dir, method="avid", bindings=TOY_BINDINGS):
+  gin_utils.parse_gin([quickstart.stage_gin_file(method)], bindings)
+  return quickstart.run_quickstart(work_dir, method=method,
+                                   gin_bindings=bindings)
+
+
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
   work_dir = str(tmp_path_factory.mktemp("quickstart"))
-  gin_utils.parse_gin([quickstart.QUICKSTART_GIN], TOY_BINDINGS)
-  summary = quickstart.run_quickstart(work_dir)
-  return work_dir, summary
+  return work_dir, _run(work_dir)
 
 
 def test_summary_has_the_documented_keys_and_sane_values(toy_run):
@@ -81,9 +89,42 @@ def test_rerun_reuses_the_finished_stages(toy_run):
   work_dir, first = toy_run
   videos = os.path.join(work_dir, "synthetic", "labels.csv")
   stamp = os.path.getmtime(videos)
-  gin_utils.parse_gin([quickstart.QUICKSTART_GIN], TOY_BINDINGS)
-  second = quickstart.run_quickstart(work_dir)
+  second = _run(work_dir)
   assert os.path.getmtime(videos) == stamp
   # Training resumed at its last step: nothing left to train.
   assert second["train_steps"] == first["train_steps"]
   assert second["linear_probe_video_top1"] == first["linear_probe_video_top1"]
+
+
+def test_cma_reuses_the_avid_stage_and_reports_both(toy_run):
+  work_dir, avid_summary = toy_run
+  summary = _run(work_dir, "cma")
+  with open(os.path.join(work_dir, "summary_cma.json")) as f:
+    written = json.load(f)
+  assert set(SUMMARY_KEYS) <= set(written)
+  assert written["method"] == "cma"
+  assert written["model_dir"] == os.path.join(work_dir, "model_cma")
+  stage = written["avid_stage"]
+  # The AVID stage is the finished avid run, evaluated again.
+  assert stage["model_dir"] == avid_summary["model_dir"]
+  assert stage["linear_probe_video_top1"] == pytest.approx(
+      avid_summary["linear_probe_video_top1"])
+  # 2 classes of 4 training videos, sets of 2: chance is 3 / 7.
+  assert written["positive_set_precision_chance"] == pytest.approx(3 / 7)
+  assert 0.0 <= written["positive_set_precision"] <= 1.0
+  assert "positive-set precision" in quickstart.format_table(summary)
+
+
+def test_robust_xid_reports_the_faulty_weight_auc(tmp_path):
+  bindings = TOY_BINDINGS + ("run_quickstart.faulty_positive_rate = 0.5",)
+  summary = _run(str(tmp_path), "robust_xid", bindings)
+  assert summary["method"] == "robust_xid"
+  assert 0.0 <= summary["faulty_weight_auc"] <= 1.0
+  assert "faulty-positive weight AUC" in quickstart.format_table(summary)
+
+
+def test_other_settings_in_a_used_work_dir_are_an_error(toy_run):
+  work_dir, _ = toy_run
+  with pytest.raises(ValueError, match="other settings.*videos_per_class"):
+    _run(work_dir, bindings=TOY_BINDINGS + (
+        "run_quickstart.videos_per_class = 7",))

@@ -67,7 +67,7 @@ def kernel_of(conv, expected_window):
 
 
 def np_block(block, x, stride, out_channels, batch_stats=False):
-  """ALGORITHMS.md §7 BasicR2P1DBlock, written from the spec."""
+  """The basic (2+1)D block of docs/methods.md, from its description."""
   h = np_conv(x, kernel_of(block.spatial_conv1, (1, 3, 3)), (1, stride, stride),
               (0, 1, 1))
   h = relu(np_bn(h, block.spatial_bn1, batch_stats))
@@ -147,7 +147,7 @@ def assert_close(actual, expected, rtol=1e-4):
 @pytest.mark.parametrize("depth,expected", [
     (10, 7_015_616),
     (18, 15_379_136),
-    # Not in ALGORITHMS.md; from the same per-block formula: a stride-1
+    # Not published; from the same per-block formula: a stride-1
     # block of width c adds 24c^2 + 8c, so depth 34 = depth 18 + 1 block
     # of 64 + 2 of 128 + 4 of 256 + 1 of 512 = 15,379,136 + 13,482,496.
     (34, 28_861_632),

@@ -2,8 +2,11 @@
 
 import glob
 import os
+import subprocess
+import sys
 
 import gin
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,6 +16,8 @@ from avid_tf.training import callbacks as callbacks_lib
 from avid_tf.training import checkpointing
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
+from conftest import REPO
+from conftest import script_env
 
 TINY_GIN = os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")
 
@@ -121,6 +126,160 @@ def test_every_gin_file_parses_and_builds(path):
   gin_utils.parse_gin([path], [])
   from avid_tf.models import builders  # pylint: disable=g-import-not-at-top
   with gin.unlock_config():
-    model = builders.build_av_model(num_data=8)
-  assert model.num_data == 8
+    model = builders.build_av_model(num_data=64)
+  assert model.num_data == 64
   gin.clear_config()
+
+
+CMA_BINDINGS = ("build_objective.name = 'cma'",
+                "build_cma_objective.num_positives = 2",
+                "build_cma_objective.num_negatives = 6",
+                "build_cma_objective.num_positive_set_negatives = 3",
+                "build_cma_objective.resample_every_epochs = 1")
+
+
+def _variables(model_dir, prefix):
+  path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  reader = tf.train.load_checkpoint(path)
+  return {name: reader.get_tensor(name)
+          for name, _ in tf.train.list_variables(path)
+          if name.startswith(prefix)}
+
+
+@pytest.fixture(scope="module")
+def avid_run(tmp_path_factory, tiny_dataset_dir):
+  model_dir = tmp_path_factory.mktemp("avid_stage")
+  _train(model_dir, tiny_dataset_dir, "train.max_steps = 3")
+  return str(model_dir)
+
+
+class _FirstStepState(keras.callbacks.Callback):
+  """Records the model and optimizer state before the first step."""
+
+  def on_train_begin(self, logs=None):
+    if hasattr(self, "initial"):
+      return
+    model = self.model
+    self.initial = {
+        "video_bank": model.video_bank.bank.numpy(),
+        "partition": float(model.objective.partition.numpy()),
+        "iterations": int(model.optimizer.iterations.numpy()),
+        "weights": [w.numpy() for w in model.trainable_weights],
+    }
+
+
+def test_init_from_copies_weights_banks_and_z_with_a_fresh_optimizer(
+    tmp_path, tiny_dataset_dir, avid_run):
+  recorder = _FirstStepState()
+  gin_utils.parse_gin([TINY_GIN], [f"train.dataset_dir = '{tiny_dataset_dir}'",
+                                   *CMA_BINDINGS])
+  summary = train_lib.train(str(tmp_path / "cma"), init_from=avid_run,
+                            callbacks=[recorder])
+  assert summary["steps"] == 4
+  source = _variables(avid_run, "model/")
+  bank = [v for k, v in source.items() if "video_bank" in k][0]
+  np.testing.assert_array_equal(recorder.initial["video_bank"], bank)
+  partition = [v for k, v in source.items() if "objective.Spartition" in k][0]
+  assert recorder.initial["partition"] == pytest.approx(float(partition))
+  assert recorder.initial["iterations"] == 0
+  # The extra callback ran; Z stayed frozen through the CMA steps.
+  after = _variables(str(tmp_path / "cma"), "model/objective")
+  assert float(after["model/objective.Spartition/.ATTRIBUTES/"
+                     "VARIABLE_VALUE"]) == pytest.approx(float(partition))
+  logs = summary["final_logs"]
+  assert {"loss_inst_x_v2a", "loss_pos_w_v2v"} <= set(logs)
+  # 4 classes x 4 training videos, sets of 2: chance 3 / 15.
+  precision = summary["epoch_logs"][-1][1]
+  assert precision["positive_set_precision_chance"] == pytest.approx(0.2)
+
+
+def test_cma_stage_resumes_exactly_with_its_positive_sets(
+    tmp_path, tiny_dataset_dir, avid_run):
+  bindings = [f"train.dataset_dir = '{tiny_dataset_dir}'", "train.epochs = 2",
+              *CMA_BINDINGS]
+
+  def run(model_dir, *extra):
+    gin_utils.parse_gin([TINY_GIN], bindings + list(extra))
+    return train_lib.train(str(model_dir), init_from=avid_run)
+
+  run(tmp_path / "straight")
+  # Stops mid-epoch 1 (after the refresh at its start), then resumes; the
+  # second call must not re-initialise from the AVID run.
+  first = run(tmp_path / "interrupted", "train.max_steps = 6")
+  assert first["steps"] == 6
+  resumed = run(tmp_path / "interrupted")
+  assert resumed["steps"] == 8
+  expected = _variables(str(tmp_path / "straight"), "model/")
+  actual = _variables(str(tmp_path / "interrupted"), "model/")
+  assert any("positive_sets" in name for name in expected)
+  for name, value in expected.items():
+    np.testing.assert_allclose(actual[name], value, atol=1e-5, err_msg=name)
+
+
+def test_init_from_another_dataset_size_or_architecture_fails_clearly(
+    tmp_path, tiny_dataset_dir, avid_run):
+  from conftest import write_tiny_dataset  # pylint: disable=g-import-not-at-top
+  other = write_tiny_dataset(tmp_path / "other", num_train=12)
+  gin_utils.parse_gin([TINY_GIN], [f"train.dataset_dir = '{other}'",
+                                   "train.max_steps = 1", *CMA_BINDINGS])
+  with pytest.raises(checkpointing.CheckpointMismatchError,
+                     match="16 rows but the dataset has 12"):
+    train_lib.train(str(tmp_path / "size"), init_from=avid_run)
+  gin_utils.parse_gin([TINY_GIN], [
+      f"train.dataset_dir = '{tiny_dataset_dir}'", "train.max_steps = 1",
+      "build_encoders.width_multiplier = 0.25", *CMA_BINDINGS])
+  with pytest.raises(checkpointing.CheckpointMismatchError,
+                     match="has shape .* there and .* here"):
+    train_lib.train(str(tmp_path / "width"), init_from=avid_run)
+  with pytest.raises(FileNotFoundError, match="neither a training run"):
+    train_lib.train(str(tmp_path / "nowhere"),
+                    init_from=str(tmp_path / "no_such_run"))
+
+
+def test_init_from_a_run_without_the_inherited_state_fails_clearly(
+    tmp_path, tiny_dataset_dir):
+  gin_utils.parse_gin([TINY_GIN], [
+      f"train.dataset_dir = '{tiny_dataset_dir}'", "train.max_steps = 1",
+      "build_objective.name = 'robust_xid'",
+      "build_robust_xid_objective.num_negatives = 4"])
+  train_lib.train(str(tmp_path / "xid"))
+  gin_utils.parse_gin([TINY_GIN], [f"train.dataset_dir = '{tiny_dataset_dir}'",
+                                   "train.max_steps = 1", *CMA_BINDINGS])
+  with pytest.raises(checkpointing.CheckpointMismatchError,
+                     match="no objective state 'objective/partition'"):
+    train_lib.train(str(tmp_path / "cma"), init_from=str(tmp_path / "xid"))
+
+
+def test_cma_from_scratch_is_a_clear_error(tmp_path, tiny_dataset_dir):
+  gin_utils.parse_gin([TINY_GIN], [f"train.dataset_dir = '{tiny_dataset_dir}'",
+                                   "train.max_steps = 1", *CMA_BINDINGS])
+  with pytest.raises(ValueError, match="init_from"):
+    train_lib.train(str(tmp_path / "cma"))
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--gin_bindings=trian.epochs = 2"], "trian"),
+    (["--gin_file=no_such.gin"], "no_such.gin"),
+    (["--gin_bindings=train.dataset_dir = '/no/such/dataset'"],
+     "/no/such/dataset"),
+])
+def test_train_script_reports_mistakes_in_one_line(tmp_path, arguments,
+                                                   message):
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "scripts", "train.py"),
+       f"--gin_file={TINY_GIN}", f"--model_dir={tmp_path / 'run'}",
+       *arguments], env=script_env(), capture_output=True, text=True,
+      timeout=300, check=False)
+  assert result.returncode == 1
+  lines = result.stderr.strip().splitlines()
+  assert "Traceback" not in result.stderr
+  assert lines[-1].startswith("Error: ") and message in lines[-1]
+
+
+def test_debug_flag_keeps_the_traceback(tmp_path):
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "scripts", "train.py"),
+       f"--gin_file={TINY_GIN}", f"--model_dir={tmp_path / 'run'}",
+       "--gin_bindings=trian.epochs = 2", "--debug"], env=script_env(),
+      capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode != 0 and "Traceback" in result.stderr

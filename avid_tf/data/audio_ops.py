@@ -1,8 +1,8 @@
 """Audio operations of the input pipeline: clip crop, gain, log-spectrogram.
 
 Everything here is TensorFlow ops, usable inside `tf.data` map functions.
-`log_spectrogram` is the one spectrogram of the project (ALGORITHMS.md §8):
-ingest computes the dataset statistics with it and the pipeline feeds the
+`log_spectrogram` is the one spectrogram of the project (docs/methods.md,
+"Inputs and augmentation"): ingest computes the dataset statistics with it and the pipeline feeds the
 audio network with it.
 """
 
@@ -29,7 +29,7 @@ def num_spectrogram_frames(seconds):
 
 
 def log_spectrogram(waveform, sample_rate=24000, num_frames=None):
-  """Returns the log-power spectrogram in dB of ALGORITHMS.md §8.
+  """Returns the log-power spectrogram in dB (docs/methods.md, "Inputs").
 
   STFT with n_fft 1024, periodic Hann window, hop `sample_rate // 100`,
   centred frames (the waveform is reflect-padded by 512 samples on both

@@ -17,8 +17,8 @@ ingest resumes at video granularity:
 2. Write (fast, one process). Successfully decoded videos get index
    0..N-1 per split in sorted video-id order; shards are written atomically
    with `schema.write_shard`; the per-frequency mean/std of the
-   log-spectrogram (ALGORITHMS.md section 8) over the train split and the
-   metadata go to `avid_metadata.json`; `ingest_report.json` lists every
+   log-spectrogram (docs/methods.md, "Inputs and augmentation") over the
+   train split and the metadata go to `avid_metadata.json`; `ingest_report.json` lists every
    input file with its status and reason. The work folder is deleted last.
 
 Bad input is reported, never fatal. `IngestError` is raised only for
@@ -53,6 +53,9 @@ from avid_tf.utils import parallel
 REPORT_FILE = "ingest_report.json"
 WORK_DIR = ".ingest_work"
 MISSING_AUDIO_POLICIES = ("silence", "skip")
+# Optional labels.csv column: 1 marks a video whose audio is known not to
+# belong to it (controlled studies of faulty positives; see docs/methods.md).
+FAULTY_COLUMN = "faulty"
 
 # Kinds of outcome recorded per file (report "kind", "counts_by_status").
 INGESTED = "ingested"
@@ -404,6 +407,7 @@ class _Entry:
   label: str
   split: str
   duplicate: bool = False
+  faulty: int = -1  # the CSV's optional 0/1 column; -1 when not given
 
 
 def _list_inputs(video_dir, labels_csv, exclude_dir):
@@ -446,13 +450,32 @@ def _read_labels_csv(video_dir, labels_csv):
       raise IngestError(f"--labels_csv {labels_csv} line {line}: split "
                         f"'{split}' must be letters, digits or '_'.")
     video_id = os.path.normpath(row["path"]).replace(os.sep, "/")
+    faulty = row.get(FAULTY_COLUMN, "")
+    if faulty not in ("", "0", "1"):
+      raise IngestError(f"--labels_csv {labels_csv} line {line}: "
+                        f"{FAULTY_COLUMN} must be 0, 1 or empty, got "
+                        f"'{faulty}'.")
     entry = _Entry(video_id, os.path.join(video_dir, row["path"]),
-                   row.get("label", ""), split, duplicate=video_id in seen)
+                   row.get("label", ""), split, duplicate=video_id in seen,
+                   faulty=int(faulty) if faulty else -1)
     seen.add(video_id)
     entries.append(entry)
   if not entries:
     raise IngestError(f"--labels_csv {labels_csv} lists no videos.")
   return entries
+
+
+def _instance_columns(splits, entries):
+  """Per-split label and (when the CSV has it) faulty columns by index."""
+  faulty = {e.video_id: e.faulty for e in entries if not e.duplicate}
+  has_faulty = any(value >= 0 for value in faulty.values())
+  columns = {}
+  for split, items in splits.items():
+    columns[split] = {"label": [label for _, _, label in items]}
+    if has_faulty:
+      columns[split][FAULTY_COLUMN] = [faulty[video_id]
+                                       for video_id, _, _ in items]
+  return columns
 
 
 def _work_key(entry, options):
@@ -619,9 +642,11 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
     video_dir: folder of video files.
     output_dir: the dataset is written to `<output_dir>/<name>/1.0.0`.
     name: dataset name.
-    labels_csv: optional CSV with columns path,label[,split] (paths relative
-      to `video_dir`; other columns ignored). Without it every file under
-      `video_dir` is ingested into the train split with label -1.
+    labels_csv: optional CSV with columns path,label[,split][,faulty]
+      (paths relative to `video_dir`; faulty 0/1 marks videos whose audio
+      is known to be wrong, kept per memory row in instances.npz; other
+      columns ignored). Without it every file under `video_dir` is
+      ingested into the train split with label -1.
     fps: frame rate of the stored frames.
     short_side: shorter side of the stored frames in pixels.
     sample_rate: sample rate of the stored audio in Hz.
@@ -724,7 +749,8 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
   }
   schema.write_dataset_info(
       directory, name, shard_lengths, metadata,
-      description=f"Videos of {video_dir} ingested by avid_tf.")
+      description=f"Videos of {video_dir} ingested by avid_tf.",
+      instance_columns=_instance_columns(splits, entries))
   _remove_stale_shards(directory, name, shard_lengths)
   report = _make_report(directory, entries, records, indices)
   files.write_json(report_path, report)

@@ -67,3 +67,35 @@ def plot_embeddings(features, labels, path, title, label_names=None):
   axis.set_title(title)
   axis.legend(fontsize=7, markerscale=1.5, loc="best")
   _save(figure, path)
+
+
+def plot_grouped_bars(path, title, groups, series, values, ranges=None):
+  """Bars of several series per group, with optional min-max whiskers.
+
+  Args:
+    path: destination PNG.
+    title: plot title.
+    groups: names along the x axis (e.g. study variants).
+    series: names of the bars within a group (e.g. figures).
+    values: [len(groups)][len(series)] bar heights.
+    ranges: optional [len(groups)][len(series)] (low, high) per bar.
+  """
+  values = np.asarray(values, np.float64)
+  width = 0.8 / max(1, len(series))
+  positions = np.arange(len(groups))
+  figure, axis = plt.subplots(figsize=(max(6, 1.2 * len(groups) *
+                                           max(1, len(series)) / 2), 4))
+  for number, name in enumerate(series):
+    x = positions + (number - (len(series) - 1) / 2) * width
+    error = None
+    if ranges is not None:
+      low = np.array([ranges[g][number][0] for g in range(len(groups))])
+      high = np.array([ranges[g][number][1] for g in range(len(groups))])
+      error = np.stack([values[:, number] - low, high - values[:, number]])
+    axis.bar(x, values[:, number], width, yerr=error, capsize=2, label=name)
+  axis.set_xticks(positions)
+  axis.set_xticklabels(groups, rotation=20, ha="right", fontsize=8)
+  axis.set_title(title)
+  axis.legend(fontsize=7)
+  axis.grid(axis="y", alpha=0.3)
+  _save(figure, path)

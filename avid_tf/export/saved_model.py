@@ -70,14 +70,15 @@ AUDIO_ENCODER_DIR = "audio_encoder"
 
 # Batch, time, height, width free: the encoders end in a global max pool.
 VIDEO_INPUT_SHAPE = (None, None, None, None, 3)
-# Batch and spectrogram frames free; 257 frequency bins (ALGORITHMS.md §8).
+# Batch and spectrogram frames free; 257 frequency bins (docs/methods.md,
+# "Inputs and augmentation").
 AUDIO_INPUT_SHAPE = (None, None, 257, 1)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Inputs the encoders were pretrained on (ALGORITHMS.md §8); callers
-# override entries (crop size, clip length, spectrogram statistics).
+# Inputs the encoders were pretrained on (docs/methods.md, "Inputs and
+# augmentation"); callers override entries (crop size, clip length, spectrogram statistics).
 DEFAULT_PREPROCESSING = {
     "video": {
         "layout": "[batch, frames, height, width, 3] float32, RGB",

@@ -50,7 +50,9 @@ class AVIDObjective(base.Objective):
 
   State: `partition`, the NCE partition estimate Z (0 until the first step
   estimates it from the first term's negatives, averaged over replicas;
-  frozen afterwards).
+  frozen afterwards). A run started from another NCE run
+  (`train(init_from=...)`, e.g. AVID continued with a fresh optimizer)
+  keeps that run's Z.
 
   Logs: loss_<term> for every computed term and partition.
 
@@ -65,6 +67,8 @@ class AVIDObjective(base.Objective):
   Raises:
     ValueError: for negative coefficients, both zero, tau <= 0 or K < 1.
   """
+
+  inherited_state = ("partition",)
 
   def __init__(self, cross_modal_weight=1.0, within_modal_weight=0.0,
                temperature=0.07, num_negatives=1024, seed=0,
@@ -129,20 +133,8 @@ class AVIDObjective(base.Objective):
     return scores
 
   def loss(self, scores, partition):
-    """Weighted sum of the NCE terms.
-
-    Args:
-      scores: the output of `scores`.
-      partition: Z > 0, shared by all terms.
-
-    Returns:
-      (loss, {term: term_loss}), float32 scalars.
-    """
-    term_losses = {term: nce.nce_loss(positive, negative, partition)
-                   for term, (positive, negative) in scores.items()}
-    loss = tf.add_n([self.term_weights[term] * value
-                     for term, value in term_losses.items()])
-    return loss, term_losses
+    """Weighted sum of the NCE terms (see `nce.weighted_nce_loss`)."""
+    return nce.weighted_nce_loss(scores, self.term_weights, partition)
 
   def call(self, embeddings, banks, indices, step, training=True):
     del training

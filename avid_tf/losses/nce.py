@@ -40,6 +40,24 @@ def nce_loss(positive_logits, negative_logits, partition):
   return tf.reduce_mean(positive_term + negative_term)
 
 
+def weighted_nce_loss(scores, term_weights, partition):
+  """Weighted sum of NCE terms sharing one Z.
+
+  Args:
+    scores: {term: (positive_logits [B, P], negative_logits [B, K])}.
+    term_weights: {term: coefficient} for every term of `scores`.
+    partition: Z > 0 (each term's h uses its own number of negatives).
+
+  Returns:
+    (loss, {term: term_loss}), float32 scalars.
+  """
+  term_losses = {term: nce_loss(positive, negative, partition)
+                 for term, (positive, negative) in scores.items()}
+  loss = tf.add_n([term_weights[term] * value
+                   for term, value in term_losses.items()])
+  return loss, term_losses
+
+
 def estimate_partition(negative_logits):
   """Estimates Z as the mean of exp(s) over all negative logits.
 

@@ -4,8 +4,8 @@ A bank holds one unit-norm row per training video. Rows are read as
 positives and negatives of the NCE terms (avid_tf.losses) and refreshed
 after every step with an exponential moving average of the new embeddings.
 
-Distribution (DESIGN.md "Distribution"): every replica holds the full bank.
-Negatives for the *global* batch are drawn with a stateless RNG seeded by
+Distribution (docs/design.md, "Distribution"): every replica holds the full
+bank. Negatives for the *global* batch are drawn with a stateless RNG seeded by
 (seed, step) and each replica takes its own slice of rows, so a run on R
 replicas uses exactly the negatives of a single-device run. The update is
 computed from embeddings and indices all-gathered from every replica, so all
@@ -117,11 +117,14 @@ def sample_negatives(indices, num_rows, num_negatives, seed, step,
                      axis=1)
   num_distinct = num_excluded - tf.reduce_sum(
       tf.cast(repeated, tf.int32), axis=1, keepdims=True)
-  uniform = tf.random.stateless_uniform(
-      [local_batch * num_replicas, num_negatives], seed=rng_seed,
-      dtype=tf.float64, alg=_RNG_ALGORITHM)
-  uniform = uniform[replica_id * local_batch:(replica_id + 1) * local_batch]
-  # float64 keeps the floor uniform to ~N / 2^52 for any realistic N.
+  # 53 random bits as an integer (XLA and the TF kernels agree on integer
+  # draws, not on float64 ones), then exactly u / 2^53 in [0, 1): the floor
+  # below is uniform to ~N / 2^53 for any realistic N.
+  bits = tf.random.stateless_uniform(
+      [local_batch * num_replicas, num_negatives], seed=rng_seed, minval=0,
+      maxval=2**53, dtype=tf.int64, alg=_RNG_ALGORITHM)
+  bits = bits[replica_id * local_batch:(replica_id + 1) * local_batch]
+  uniform = tf.cast(bits, tf.float64) * 2.0**-53
   draws = tf.cast(tf.floor(uniform * tf.cast(num_rows - num_distinct,
                                              tf.float64)), tf.int32)
   below = excluded - tf.range(num_excluded, dtype=tf.int32)[None, :]

@@ -1,4 +1,6 @@
-"""2D ConvNet audio encoder ("depth 10", ALGORITHMS.md §7), channels-last.
+"""2D ConvNet audio encoder ("depth 10"), channels-last.
+
+See docs/methods.md, "Architectures".
 
 Input a log-spectrogram batch [B, time, freq, 1] (200 x 257 in the
 reference setup; any size works); output the [B, 512 * width_multiplier]

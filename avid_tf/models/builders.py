@@ -8,6 +8,8 @@ restore the wrong values).
 import gin
 
 from avid_tf.losses import avid
+from avid_tf.losses import cma
+from avid_tf.losses import robust_xid
 from avid_tf.models import audio_cnn
 from avid_tf.models import av_model
 from avid_tf.models import heads
@@ -40,6 +42,8 @@ def build_encoders(video_depth=18, audio_depth=10, width_multiplier=1.0,
 # and is gin-configurable in its own module.
 OBJECTIVES = {
     "avid": avid.build_avid_objective,
+    "cma": cma.build_cma_objective,
+    "robust_xid": robust_xid.build_robust_xid_objective,
 }
 
 
@@ -50,8 +54,9 @@ def build_objective(num_data, seed=0, name="avid"):
   Args:
     num_data: rows of the memory banks.
     seed: seed of the objective's draws.
-    name: one of OBJECTIVES ("avid", ...); the chosen builder's own
-      bindings configure it (e.g. `build_avid_objective.temperature`).
+    name: one of OBJECTIVES ("avid", "cma", "robust_xid"); the chosen
+      builder's own bindings configure it (e.g.
+      `build_avid_objective.temperature`, `build_cma_objective.agreement`).
 
   Raises:
     ValueError: for an unknown name.

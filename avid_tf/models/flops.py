@@ -1,6 +1,6 @@
 """Forward FLOPs of a Keras model, counted from its traced TF graph.
 
-Convention (the one that reproduces ALGORITHMS.md §7): FLOPs = 2 x the
+Convention (the one that reproduces the published figures): FLOPs = 2 x the
 multiply-adds of the convolutions and matrix products. Element-wise work
 (batch norm, ReLU, padding, pooling, additions) is not counted. Under it the
 published encoders cost, per clip:

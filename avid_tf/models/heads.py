@@ -1,4 +1,6 @@
-"""Projection head g: MLP 512-512-128 then L2 normalisation (ALGORITHMS.md §1).
+"""Projection head g: MLP 512-512-128 then L2 normalisation.
+
+See docs/methods.md, "Architectures".
 
 Linear -> ReLU -> Linear -> ReLU -> Linear, no BN and no final activation,
 every Dense with a bias; the output is L2-normalised in float32 so the

@@ -5,7 +5,7 @@ Keras `padding="same"` with stride 2 on an even size pads only the
 bottom/right, which shifts every strided layer by one pixel. The layers here
 pad the PyTorch way (explicitly, or with "SAME" where that is provably the
 same), so a converted PyTorch checkpoint produces the same numbers
-(ALGORITHMS.md §7).
+(docs/methods.md, "Architectures").
 
 Speed on CPU (the weights and their names do not depend on it): 3D
 convolutions run as 2D ones (`_conv3d`), and batch norm trains with TF's

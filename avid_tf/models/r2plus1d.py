@@ -1,4 +1,4 @@
-"""R(2+1)D video encoder (ALGORITHMS.md §7), channels-last.
+"""R(2+1)D video encoder (docs/methods.md, "Architectures"), channels-last.
 
 Input [B, T, H, W, 3]; output the [B, 512 * width_multiplier] global
 max-pooled conv5x features. Layer by layer the network matches the official
@@ -16,8 +16,8 @@ Feature-map sizes follow PyTorch's floor((n + 2p - k) / s) + 1. For an
   conv5x  [B, 1, 4, 4, 512]
   pool    [B, 512]
 and for 8 x 224 x 224: conv1 112^2, conv2x 8x56^2, conv3x 4x28^2,
-conv4x 2x14^2, conv5x 1x7^2. The Kinetics linear probe (ALGORITHMS.md §10)
-*adaptively* max-pools conv2x..conv5x to 1x12x12, 1x8x8, 1x6x6 and 1x4x4
+conv4x 2x14^2, conv5x 1x7^2. The Kinetics linear probe (docs/methods.md,
+"Evaluation protocols") *adaptively* max-pools conv2x..conv5x to 1x12x12, 1x8x8, 1x6x6 and 1x4x4
 (9216, 8192, 9216 and 8192 features). Those are output sizes, not kernels:
 at 224 every map is larger than its target; at 112 (28, 14, 7, 4) conv5x is
 exactly 4x4, so 112 is the smallest square crop the probe works with

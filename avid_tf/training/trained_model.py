@@ -73,8 +73,8 @@ def load_trained_model(model_dir, checkpoint_path=None):
   _config_path(model_dir)
   checkpoint_path = checkpoint_path or checkpointing.resolve_checkpoint(
       model_dir, train_lib.CHECKPOINT_SUBDIR)
-  num_data = checkpointing.bank_rows(
-      checkpoint_path, f"{av_model.VIDEO_BANK_NAME}/{memory_bank.BANK_VARIABLE_NAME}")
+  bank_path = f"{av_model.VIDEO_BANK_NAME}/{memory_bank.BANK_VARIABLE_NAME}"
+  num_data = checkpointing.bank_rows(checkpoint_path, bank_path)
   model = build_model(model_dir, num_data)
   checkpointing.restore(checkpointing.make_checkpoint(model), checkpoint_path,
                         model)

@@ -1,0 +1,1 @@
+"""Controlled studies of the papers' claims on the synthetic dataset."""

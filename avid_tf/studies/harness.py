@@ -1,0 +1,129 @@
+"""What every study does: train variants on one dataset, evaluate, report.
+
+A study trains several variants with the same budget on the same synthetic
+dataset (`quickstart.prepare_dataset`), evaluates each with the
+quickstart's frozen-feature probes and retrieval, and writes a JSON file and
+a PNG. Each variant's result is cached in its run folder, so an interrupted
+study resumes where it stopped and a rerun only reports.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from avid_tf import quickstart
+from avid_tf.data import preprocessing as preprocessing_lib
+from avid_tf.data import schema
+from avid_tf.eval import plots
+from avid_tf.training import gin_utils
+from avid_tf.training import train_lib
+from avid_tf.training import trained_model
+from avid_tf.utils import files
+
+RESULT_FILE = "study_result.json"
+# The figures every variant reports (quickstart.evaluate_model).
+FIGURES = ("linear_probe_video_top1", "linear_probe_audio_top1",
+           "retrieval_v2a_r1", "retrieval_a2v_r1", "retrieval_v2a_r5",
+           "retrieval_a2v_r5")
+
+
+def log(message):
+  print(f"[study] {message}", flush=True)
+
+
+def train_and_evaluate(run_dir, dataset_dir, gin_files, gin_bindings=(),
+                       init_from=None, epoch_keys=(), eval_batch_size=16,
+                       eval_clips=4):
+  """Trains one variant (or reuses its result) and evaluates it.
+
+  Args:
+    run_dir: the variant's model_dir.
+    dataset_dir: the study's dataset.
+    gin_files: the variant's gin files, parsed in isolation.
+    gin_bindings: bindings applied after them.
+    init_from: optional earlier run to start from (staged variants).
+    epoch_keys: epoch-level values of the run to report (their last value),
+      e.g. "faulty_weight_auc".
+    eval_batch_size: videos per evaluation batch.
+    eval_clips: clips per video in evaluation.
+
+  Returns:
+    Dict of FIGURES plus train_steps, train_seconds and the epoch keys.
+  """
+  result_path = os.path.join(run_dir, RESULT_FILE)
+  if os.path.isfile(result_path):
+    with open(result_path) as f:
+      return json.load(f)
+  log(f"training {run_dir}")
+  with gin_utils.isolated_config():
+    gin_utils.parse_gin(list(gin_files), list(gin_bindings))
+    summary = train_lib.train(run_dir, dataset_dir=dataset_dir,
+                              init_from=init_from)
+  result = evaluate_run(run_dir, dataset_dir, eval_batch_size, eval_clips)
+  result.update(train_steps=summary["steps"],
+                train_seconds=summary["train_seconds"])
+  for key in epoch_keys:
+    values = [v[key] for _, v in summary.get("epoch_logs", []) if key in v]
+    result[key] = values[-1] if values else None
+  files.write_json(result_path, result)
+  return result
+
+
+def evaluate_run(run_dir, dataset_dir, eval_batch_size=16, eval_clips=4,
+                 random_init=False, seed=0):
+  """The frozen-feature figures of a run (or of its architecture at init)."""
+  dataset = schema.DatasetInfo.load(dataset_dir)
+  preprocessing = preprocessing_lib.Preprocessing.read(run_dir)
+  if random_init:
+    model = trained_model.build_model(run_dir, dataset.num_examples("train"),
+                                      seed=seed)
+  else:
+    model = trained_model.load_trained_model(run_dir)
+  figures, _ = quickstart.evaluate_model(model, dataset, preprocessing,
+                                         eval_batch_size, eval_clips)
+  return figures
+
+
+def summarize(results):
+  """Mean and spread (min, max) over seeds of each figure.
+
+  Args:
+    results: list of per-seed result dicts.
+
+  Returns:
+    {figure: {"mean", "min", "max", "values"}} for every numeric key.
+  """
+  summary = {}
+  for key in results[0]:
+    values = [r[key] for r in results if isinstance(r.get(key), (int, float))]
+    if len(values) == len(results):
+      summary[key] = {"mean": float(np.mean(values)),
+                      "min": float(np.min(values)),
+                      "max": float(np.max(values)), "values": values}
+  return summary
+
+
+def plot_figures(path, title, summaries, keys=FIGURES):
+  """Grouped bars of the mean figures per variant, with min-max ranges.
+
+  Args:
+    path: PNG to write.
+    title: figure title.
+    summaries: {variant: summarize(...)} in display order.
+    keys: the figures to show.
+  """
+  plots.plot_grouped_bars(
+      path, title, list(summaries), list(keys),
+      [[summaries[v][k]["mean"] for k in keys] for v in summaries],
+      [[(summaries[v][k]["min"], summaries[v][k]["max"]) for k in keys]
+       for v in summaries])
+
+
+def dataset_labels(dataset_dir):
+  """Labels of the training split by memory row."""
+  labels = schema.DatasetInfo.load(dataset_dir).instance_column("train",
+                                                                "label")
+  if labels is None:
+    raise ValueError(f"{dataset_dir} records no labels per memory row.")
+  return labels
