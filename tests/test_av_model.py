@@ -7,52 +7,30 @@ import tensorflow as tf
 
 from avid_tf.losses.avid import AVIDObjective
 from avid_tf.memory import memory_bank
-from avid_tf.models.av_model import AVModel
 from conftest import mirrored_strategy
+import tiny_av
 
 NUM_DATA, NUM_NEGATIVES, DIM, TAU = 32, 16, 8, 0.07
 TERMS = {"v2a": ("video", "audio"), "a2v": ("audio", "video"),
          "v2v": ("video", "video"), "a2a": ("audio", "audio")}
 
 
-def _batches(seed=0, num_batches=3, batch_size=8):
+def _batches():
   """Three batches of 8: duplicate indices in batches 1 and 2."""
-  rng = np.random.default_rng(seed)
-  n = num_batches * batch_size
-  indices = rng.permutation(NUM_DATA)[:n].astype(np.int32)
   # Duplicates inside a batch, on different replicas (positions 1 and 6).
-  indices[6] = indices[1]
-  indices[batch_size + 5] = indices[batch_size + 4]
-  return {"video": rng.normal(size=(n, 2, 6, 6, 3)).astype(np.float32),
-          "audio": rng.normal(size=(n, 10, 9, 1)).astype(np.float32),
-          "index": indices,
-          "label": np.zeros(n, np.int32)}
+  return tiny_av.random_batches(NUM_DATA, duplicates=((6, 1), (13, 12)))
 
 
-def _dataset(data, batch_size=8):
-  return tf.data.Dataset.from_tensor_slices(data).batch(
-      batch_size, drop_remainder=True)
-
-
-def _first_batch(data, batch_size=8):
-  return {k: v[:batch_size] for k, v in data.items()}
+def _first_batch(data):
+  return tiny_av.first_batch(data)
 
 
 def _make_model(objective=None, weight_decay=0.0, seed=0):
-  keras.utils.set_random_seed(seed)
-  video_encoder = keras.Sequential(
-      [keras.layers.Conv3D(4, 3, padding="same"),
-       keras.layers.GlobalMaxPool3D()])
-  audio_encoder = keras.Sequential(
-      [keras.layers.Conv2D(4, 3, padding="same"),
-       keras.layers.GlobalMaxPool2D()])
   objective = objective or AVIDObjective(1.0, 1.0, TAU,
                                          num_negatives=NUM_NEGATIVES,
                                          seed=seed)
-  return AVModel(video_encoder, audio_encoder, keras.layers.Dense(DIM),
-                 keras.layers.Dense(DIM), num_data=NUM_DATA,
-                 objective=objective, weight_decay=weight_decay,
-                 embedding_dim=DIM, seed=seed)
+  return tiny_av.tiny_model(objective, NUM_DATA, DIM,
+                            weight_decay=weight_decay, seed=seed)
 
 
 def _reference_step(model, batch, term_weights, partition=None):
@@ -175,16 +153,6 @@ def test_weight_decay_is_coupled_l2_on_every_trainable_variable():
                                -0.5 * 0.1 * w0, atol=1e-6)
 
 
-class _StepLogs(keras.callbacks.Callback):
-
-  def __init__(self):
-    super().__init__()
-    self.logs = []
-
-  def on_train_batch_end(self, batch, logs=None):
-    self.logs.append(dict(logs))
-
-
 def _initial_weights(data):
   model = _make_model(weight_decay=1e-3, seed=1)
   model(_first_batch(data))
@@ -192,32 +160,8 @@ def _initial_weights(data):
 
 
 def _fit(strategy, data, initial_weights, jit_compile=False):
-  with strategy.scope():
-    model = _make_model(weight_decay=1e-3)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2),
-                  jit_compile=jit_compile)
-    model(_first_batch(data))
-    model.set_weights(initial_weights)
-  step_logs = _StepLogs()
-  model.fit(_dataset(data), epochs=1, verbose=0, callbacks=[step_logs])
-  return model, step_logs.logs
-
-
-def _assert_same_training(model, logs, reference, reference_logs, atol):
-  for name in ("video_bank", "audio_bank"):
-    np.testing.assert_allclose(getattr(model, name).bank.numpy(),
-                               getattr(reference, name).bank.numpy(),
-                               atol=atol)
-  np.testing.assert_allclose(model.objective.partition.numpy(),
-                             reference.objective.partition.numpy(), rtol=1e-6)
-  for w, w_reference in zip(model.trainable_weights,
-                            reference.trainable_weights):
-    np.testing.assert_allclose(w.numpy(), w_reference.numpy(), atol=1e-5)
-  assert len(logs) == len(reference_logs) == 3
-  for step, reference_step in zip(logs, reference_logs):
-    assert set(step) == set(reference_step)
-    for key, value in reference_step.items():
-      np.testing.assert_allclose(step[key], value, rtol=1e-5, err_msg=key)
+  return tiny_av.fit(strategy, lambda: _make_model(weight_decay=1e-3), data,
+                     initial_weights, jit_compile=jit_compile, epochs=1)
 
 
 def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
@@ -228,13 +172,9 @@ def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
   mirrored, mirrored_logs = _fit(strategy, data, initial)
 
   assert mirrored.optimizer.iterations.numpy() == 3
-  _assert_same_training(mirrored, mirrored_logs, single, single_logs,
-                        atol=1e-6)
-  for variable in (mirrored.video_bank.bank, mirrored.audio_bank.bank,
-                   mirrored.objective.partition):
-    copies = strategy.experimental_local_results(variable.value)
-    assert len(copies) == 2
-    np.testing.assert_array_equal(copies[0].numpy(), copies[1].numpy())
+  tiny_av.assert_same_training(mirrored, mirrored_logs, single, single_logs,
+                               num_steps=3)
+  tiny_av.assert_replicas_identical(strategy, mirrored)
   for name in ("video_bank", "audio_bank"):
     bank = getattr(mirrored, name).bank.numpy()
     np.testing.assert_allclose(np.linalg.norm(bank, axis=1), 1.0, atol=1e-6)
@@ -251,8 +191,8 @@ def test_jit_compiled_fit_matches_graph_fit():
   compiled, compiled_logs = _fit(tf.distribute.get_strategy(), data, initial,
                                  jit_compile=True)
   assert compiled.jit_compile
-  _assert_same_training(compiled, compiled_logs, graph, graph_logs,
-                        atol=1e-6)
+  tiny_av.assert_same_training(compiled, compiled_logs, graph, graph_logs,
+                               num_steps=3)
 
 
 def test_mixed_precision_step_keeps_float32_banks():

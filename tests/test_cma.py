@@ -11,9 +11,9 @@ from avid_tf.losses import cma
 from avid_tf.memory import agreement
 from avid_tf.memory import memory_bank
 from avid_tf.memory.memory_bank import MemoryBank
-from avid_tf.models.av_model import AVModel
 from avid_tf.training.run_info import RunInfo
 from conftest import mirrored_strategy
+import tiny_av
 
 TAU, NUM_DATA, DIM = 0.07, 32, 8
 K, M, NUM_POSITIVES, PARTITION = 16, 8, 4, 30.0
@@ -204,37 +204,17 @@ def test_negatives_are_uniform_outside_positive_set_and_self():
   assert statistic < _chi_square_critical(dof)
 
 
-def _batches(seed=0, num_batches=3, batch_size=8):
-  rng = np.random.default_rng(seed)
-  n = num_batches * batch_size
-  indices = rng.permutation(NUM_DATA)[:n].astype(np.int32)
-  indices[6] = indices[1]  # A duplicate across the two replicas.
-  return {"video": rng.normal(size=(n, 2, 6, 6, 3)).astype(np.float32),
-          "audio": rng.normal(size=(n, 10, 9, 1)).astype(np.float32),
-          "index": indices}
+def _batches():
+  return tiny_av.random_batches(NUM_DATA)
 
 
-def _dataset(data, batch_size=8):
-  return tf.data.Dataset.from_tensor_slices(data).batch(
-      batch_size, drop_remainder=True).repeat()
-
-
-def _first_batch(data, batch_size=8):
-  return {key: value[:batch_size] for key, value in data.items()}
+def _first_batch(data):
+  return tiny_av.first_batch(data)
 
 
 def _make_model(objective, seed=0):
-  keras.utils.set_random_seed(seed)
-  video_encoder = keras.Sequential(
-      [keras.layers.Conv3D(4, 3, padding="same"),
-       keras.layers.GlobalMaxPool3D()])
-  audio_encoder = keras.Sequential(
-      [keras.layers.Conv2D(4, 3, padding="same"),
-       keras.layers.GlobalMaxPool2D()])
-  return AVModel(video_encoder, audio_encoder, keras.layers.Dense(DIM),
-                 keras.layers.Dense(DIM), num_data=NUM_DATA,
-                 objective=objective, weight_decay=1e-3, embedding_dim=DIM,
-                 seed=seed)
+  return tiny_av.tiny_model(objective, NUM_DATA, DIM, weight_decay=1e-3,
+                            seed=seed)
 
 
 def _compiled_model(data, jit_compile=False, **kwargs):
@@ -247,7 +227,8 @@ def _compiled_model(data, jit_compile=False, **kwargs):
 
 
 def _fit_epochs(model, data, callbacks, steps_per_epoch=1, **kwargs):
-  return model.fit(_dataset(data), steps_per_epoch=steps_per_epoch,
+  return model.fit(tiny_av.dataset(data, repeat=True),
+                   steps_per_epoch=steps_per_epoch,
                    callbacks=callbacks, verbose=0, shuffle=False, **kwargs)
 
 
@@ -397,16 +378,6 @@ def test_positive_sets_never_computed_is_a_clear_error():
     model.train_on_batch(_first_batch(data))
 
 
-class _StepLogs(keras.callbacks.Callback):
-
-  def __init__(self):
-    super().__init__()
-    self.logs = []
-
-  def on_train_batch_end(self, batch, logs=None):
-    self.logs.append(dict(logs))
-
-
 def _initial_weights(data):
   """Weights of an 'AVID run': trained-looking encoders, banks and Z."""
   model = _make_model(_objective(), seed=1)
@@ -415,42 +386,21 @@ def _initial_weights(data):
   return model.get_weights()
 
 
-def _fit(strategy, data, initial_weights, jit_compile=False,
-         resample_every_epochs=1):
-  with strategy.scope():
-    model = _make_model(
-        _objective(resample_every_epochs=resample_every_epochs))
-    model.compile(optimizer=keras.optimizers.Adam(1e-2),
-                  jit_compile=jit_compile)
-    model(_first_batch(data))
-    model.set_weights(initial_weights)
-  step_logs = _StepLogs()
+def _fit(strategy, data, initial_weights, jit_compile=False):
+  """Two epochs of three steps, refreshing the sets at both epochs."""
   run = RunInfo(model_dir="unused", num_data=NUM_DATA, steps_per_epoch=3,
                 strategy=strategy)
-  _fit_epochs(model, data, model.objective.callbacks(run) + [step_logs],
-              epochs=2, steps_per_epoch=3)
-  return model, step_logs.logs
+  return tiny_av.fit(
+      strategy, lambda: _make_model(_objective(resample_every_epochs=1)),
+      data, initial_weights, jit_compile=jit_compile,
+      callbacks=lambda model: model.objective.callbacks(run), epochs=2,
+      steps_per_epoch=3)
 
 
 def _assert_same_training(model, logs, reference, reference_logs):
-  objective, reference_objective = model.objective, reference.objective
-  assert (objective.positive_sets_epoch.numpy()
-          == reference_objective.positive_sets_epoch.numpy())
-  np.testing.assert_array_equal(objective.positive_sets.numpy(),
-                                reference_objective.positive_sets.numpy())
-  assert objective.partition.numpy() == PARTITION
-  for name in ("video_bank", "audio_bank"):
-    np.testing.assert_allclose(getattr(model, name).bank.numpy(),
-                               getattr(reference, name).bank.numpy(),
-                               atol=1e-6)
-  for w, w_reference in zip(model.trainable_weights,
-                            reference.trainable_weights):
-    np.testing.assert_allclose(w.numpy(), w_reference.numpy(), atol=1e-5)
-  assert len(logs) == len(reference_logs) == 6
-  for step, reference_step in zip(logs, reference_logs):
-    assert set(step) == set(reference_step)
-    for key, value in reference_step.items():
-      np.testing.assert_allclose(step[key], value, rtol=1e-5, err_msg=key)
+  assert model.objective.partition.numpy() == PARTITION
+  tiny_av.assert_same_training(model, logs, reference, reference_logs,
+                               num_steps=6)
 
 
 def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
@@ -465,13 +415,7 @@ def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
   assert {"loss_inst_x_v2a", "loss_inst_x_a2v", "loss_pos_w_v2v",
           "loss_pos_w_a2a", "partition"} <= set(mirrored_logs[0])
   _assert_same_training(mirrored, mirrored_logs, single, single_logs)
-  objective = mirrored.objective
-  for variable in (objective.positive_sets, objective.positive_sets_epoch,
-                   objective.partition, mirrored.video_bank.bank,
-                   mirrored.audio_bank.bank):
-    copies = strategy.experimental_local_results(variable.value)
-    assert len(copies) == 2
-    np.testing.assert_array_equal(copies[0].numpy(), copies[1].numpy())
+  tiny_av.assert_replicas_identical(strategy, mirrored)
 
 
 def test_jit_compiled_fit_matches_graph_fit():

@@ -5,7 +5,6 @@ import os
 import types
 
 import gin
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,10 +13,10 @@ from avid_tf.losses import base
 from avid_tf.losses import robust_xid
 from avid_tf.losses.robust_xid import RobustXIDObjective
 from avid_tf.memory import memory_bank
-from avid_tf.models.av_model import AVModel
 from avid_tf.training import checkpointing
 from avid_tf.training.run_info import RunInfo
 from conftest import mirrored_strategy
+import tiny_av
 
 NUM_ROWS, DIM, BATCH, NUM_NEGATIVES = 24, 6, 5, 7
 TAU, TAU_S, MIX = 0.07, 0.035, 0.5
@@ -431,38 +430,13 @@ def test_callback_reports_bank_weights_auc_and_histograms(tmp_path):
 MODEL_DATA, MODEL_DIM, MODEL_NEGATIVES = 32, 8, 16
 
 
-def _model_batches(seed=0, num_batches=3, batch_size=8):
-  rng = np.random.default_rng(seed)
-  n = num_batches * batch_size
-  indices = rng.permutation(MODEL_DATA)[:n].astype(np.int32)
-  indices[6] = indices[1]  # A duplicate split over the two replicas.
-  return {"video": rng.normal(size=(n, 2, 6, 6, 3)).astype(np.float32),
-          "audio": rng.normal(size=(n, 10, 9, 1)).astype(np.float32),
-          "index": indices}
+def _model_batches():
+  return tiny_av.random_batches(MODEL_DATA)
 
 
 def _make_model(objective):
-  keras.utils.set_random_seed(0)
-  video_encoder = keras.Sequential(
-      [keras.layers.Conv3D(4, 3, padding="same"),
-       keras.layers.GlobalMaxPool3D()])
-  audio_encoder = keras.Sequential(
-      [keras.layers.Conv2D(4, 3, padding="same"),
-       keras.layers.GlobalMaxPool2D()])
-  return AVModel(video_encoder, audio_encoder, keras.layers.Dense(MODEL_DIM),
-                 keras.layers.Dense(MODEL_DIM), num_data=MODEL_DATA,
-                 objective=objective, weight_decay=1e-3,
-                 embedding_dim=MODEL_DIM)
-
-
-class _StepLogs(keras.callbacks.Callback):
-
-  def __init__(self):
-    super().__init__()
-    self.logs = []
-
-  def on_train_batch_end(self, batch, logs=None):
-    self.logs.append(dict(logs))
+  return tiny_av.tiny_model(objective, MODEL_DATA, MODEL_DIM,
+                            weight_decay=1e-3)
 
 
 def _model_objective():
@@ -473,50 +447,33 @@ def _model_objective():
 
 def _initial_weights(data):
   model = _make_model(_model_objective())
-  model({k: v[:8] for k, v in data.items()})
+  model(tiny_av.first_batch(data))
   return model.get_weights()
 
 
 def _fit(strategy, data, initial_weights, jit_compile=False):
   """Three epochs of one step; weighting starts at step 1."""
-  with strategy.scope():
-    objective = _model_objective()
-    model = _make_model(objective)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2),
-                  jit_compile=jit_compile)
-    model({k: v[:8] for k, v in data.items()})
-    model.set_weights(initial_weights)
   run = RunInfo(model_dir="", num_data=MODEL_DATA, steps_per_epoch=1,
                 strategy=strategy,
                 instance_faulty=np.arange(MODEL_DATA) % 2)
-  callbacks = objective.callbacks(run)
-  step_logs = _StepLogs()
-  dataset = tf.data.Dataset.from_tensor_slices(data).batch(
-      8, drop_remainder=True)
-  model.fit(dataset, epochs=3, steps_per_epoch=1, verbose=0, shuffle=False,
-            callbacks=callbacks + [step_logs])
-  return model, step_logs.logs, callbacks[0].history
+  callbacks = []
+
+  def objective_callbacks(model):
+    callbacks.extend(model.objective.callbacks(run))
+    return callbacks
+
+  model, logs = tiny_av.fit(
+      strategy, lambda: _make_model(_model_objective()), data,
+      initial_weights, jit_compile=jit_compile,
+      callbacks=objective_callbacks, epochs=3, steps_per_epoch=1)
+  return model, logs, callbacks[0].history
 
 
 def _assert_same_training(model, logs, history, reference, reference_logs,
                           reference_history):
   assert [step["weighting_active"] for step in reference_logs] == [0, 1, 1]
-  assert len(logs) == 3
-  for step, reference_step in zip(logs, reference_logs):
-    assert set(step) == set(reference_step)
-    for key, value in reference_step.items():
-      np.testing.assert_allclose(step[key], value, rtol=1e-5, atol=1e-7,
-                                 err_msg=key)
-  for name in ("video_bank", "audio_bank"):
-    np.testing.assert_allclose(getattr(model, name).bank.numpy(),
-                               getattr(reference, name).bank.numpy(),
-                               atol=1e-6)
-  for name, variable in reference.objective.state.items():
-    np.testing.assert_allclose(model.objective.state[name].numpy(),
-                               variable.numpy(), rtol=1e-6)
-  for w, w_reference in zip(model.trainable_weights,
-                            reference.trainable_weights):
-    np.testing.assert_allclose(w.numpy(), w_reference.numpy(), atol=1e-5)
+  tiny_av.assert_same_training(model, logs, reference, reference_logs,
+                               num_steps=3, log_atol=1e-7)
   assert [epoch for epoch, _ in history] == [0, 1, 2]
   for (_, scalars), (_, reference_scalars) in zip(history,
                                                   reference_history):
@@ -540,12 +497,7 @@ def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
                         single_logs, single_history)
   # The weights differ within a batch, so the global normalisation matters.
   assert single_logs[-1]["weight_ess"] < 0.99
-  variables = [mirrored.video_bank.bank, mirrored.audio_bank.bank]
-  variables += list(mirrored.objective.state.values())
-  for variable in variables:
-    copies = strategy.experimental_local_results(variable.value)
-    assert len(copies) == 2
-    np.testing.assert_array_equal(copies[0].numpy(), copies[1].numpy())
+  tiny_av.assert_replicas_identical(strategy, mirrored)
 
 
 def test_jit_compiled_fit_matches_graph_fit():
@@ -563,7 +515,7 @@ def test_jit_compiled_fit_matches_graph_fit():
 def test_state_is_checkpointed_and_reset_at_train_begin(tmp_path):
   data = _model_batches()
   model = _make_model(_model_objective())
-  model({k: v[:8] for k, v in data.items()})
+  model(tiny_av.first_batch(data))
   paths = {v.path for v in model.objective.state.values()}
   assert paths == {"objective/weighting_start_step",
                    "objective/score_moments", "objective/score_updates"}
@@ -573,7 +525,7 @@ def test_state_is_checkpointed_and_reset_at_train_begin(tmp_path):
   prefix = checkpointing.make_checkpoint(model).save(str(tmp_path / "ckpt"))
 
   resumed = _make_model(_model_objective())
-  resumed({k: v[:8] for k, v in data.items()})
+  resumed(tiny_av.first_batch(data))
   # The encoders' paths are numbered per process; the objective's are not.
   checkpointing.make_checkpoint(resumed).restore(prefix).expect_partial()
   for name, variable in model.objective.state.items():

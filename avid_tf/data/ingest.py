@@ -32,7 +32,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -415,12 +414,12 @@ def _list_inputs(video_dir, labels_csv, exclude_dir):
   if labels_csv is None:
     entries = []
     exclude_dir = os.path.realpath(exclude_dir)
-    for root, dirs, files in os.walk(video_dir):
+    for root, dirs, file_names in os.walk(video_dir):
       dirs.sort()
       real_root = os.path.realpath(root)
       if os.path.commonpath([real_root, exclude_dir]) == exclude_dir:
         continue  # the output dataset itself, inside the video folder
-      for file_name in sorted(files):
+      for file_name in sorted(file_names):
         path = os.path.join(root, file_name)
         video_id = os.path.relpath(path, video_dir).replace(os.sep, "/")
         entries.append(_Entry(video_id, path, "", "train"))

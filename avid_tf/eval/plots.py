@@ -1,6 +1,4 @@
-"""PNG plots of a run: the loss curve and a 2-D map of embeddings."""
-
-import os
+"""PNG plots: loss curves, 2-D maps of embeddings, grouped bars."""
 
 import matplotlib
 
