@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -68,3 +69,20 @@ def test_export_script_writes_encoders_matching_the_model(run_dir, tmp_path):
                                                     "audio_encoder"))
   assert len(metadata["preprocessing"]["spectrogram_mean"]) == 257
   assert not os.path.exists(os.path.join(export_dir, "memory_bank"))
+
+
+def test_export_script_reports_a_missing_run_in_one_line(tmp_path):
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "scripts", "export.py"),
+       f"--model_dir={tmp_path / 'no_run'}",
+       f"--export_dir={tmp_path / 'export'}"], env=script_env(),
+      capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1 and "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f"Error: {tmp_path / 'no_run'}")
+
+
+def test_loading_a_run_leaves_the_callers_gin_config_alone(run_dir):
+  gin_utils.parse_gin([], ["build_encoders.width_multiplier = 0.5"])
+  trained_model.load_trained_model(run_dir)
+  assert gin.query_parameter("build_encoders.width_multiplier") == 0.5
