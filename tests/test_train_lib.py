@@ -111,6 +111,20 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path,
   assert state.model_checkpoint_path.endswith("ckpt-2")
 
 
+def _warnings(caplog, phrase):
+  return [r.getMessage() for r in caplog.records
+          if r.levelname == "WARNING" and phrase in r.getMessage()]
+
+
+def test_crop_larger_than_the_stored_frames_warns_once(
+    tmp_path, tiny_dataset_dir, caplog):
+  _train(tmp_path, tiny_dataset_dir, "train.max_steps = 1",
+         "clip_preprocessing.crop_size = 48")
+  (warning,) = _warnings(caplog, "crop size")
+  assert "crop size 48 exceeds the short side 40" in warning
+  assert "--short_side=55" in warning
+
+
 def test_unknown_gin_binding_is_a_clear_error():
   with pytest.raises(gin_utils.GinConfigError, match="no_such_param"):
     gin_utils.parse_gin([TINY_GIN], ["train.no_such_param = 1"])

@@ -3,6 +3,7 @@
 import os
 import time
 
+from absl import logging
 import gin
 import keras
 import numpy as np
@@ -11,6 +12,7 @@ import tensorflow as tf
 from avid_tf.data import pipeline
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
+from avid_tf.data import video_ops
 from avid_tf.models import builders
 from avid_tf.training import callbacks as callbacks_lib
 from avid_tf.training import checkpointing
@@ -41,6 +43,24 @@ def build_variables(model, preprocessing, optimizer=None):
   model(preprocessing.dummy_batch(), training=False)
   if optimizer is not None:
     optimizer.build(model.trainable_variables)
+
+
+def _warn_if_crops_are_upsampled(dataset, preprocessing):
+  """Warns when the crop is larger than the stored frames' short side.
+
+  Every training crop is then upsampled (a small RandomResizedCrop about
+  5x at 224 from 128), where the reference crops from the original frames.
+  """
+  short_side = dataset.metadata.get("short_side")
+  if short_side is None or preprocessing.crop_size <= short_side:
+    return
+  logging.warning(
+      "The crop size %d exceeds the short side %d of the frames stored in "
+      "%s: every crop is upsampled. Ingest the videos with --short_side=%d "
+      "(crop / %.3f) or more.", preprocessing.crop_size, short_side,
+      dataset.directory,
+      round(preprocessing.crop_size / video_ops.EVAL_CROP_FRACTION),
+      video_ops.EVAL_CROP_FRACTION)
 
 
 def _instance_column(dataset, column):
@@ -169,6 +189,7 @@ def train(model_dir,
   dataset = schema.DatasetInfo.load(dataset_dir)
   num_data = dataset.num_examples("train")
   preprocessing = preprocessing_lib.clip_preprocessing(dataset)
+  _warn_if_crops_are_upsampled(dataset, preprocessing)
   steps_per_epoch = pipeline.steps_per_epoch(dataset, batch_size,
                                              clips_per_video)
   total_steps = epochs * steps_per_epoch
