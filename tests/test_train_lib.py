@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from avid_tf.data import preprocessing
+from avid_tf.data import schema
 from avid_tf.models import av_model
+from avid_tf.models import builders
 from avid_tf.training import callbacks as callbacks_lib
 from avid_tf.training import checkpointing
 from avid_tf.training import gin_utils
@@ -123,6 +126,31 @@ def test_crop_larger_than_the_stored_frames_warns_once(
   (warning,) = _warnings(caplog, "crop size")
   assert "crop size 48 exceeds the short side 40" in warning
   assert "--short_side=55" in warning
+
+
+def test_bn_groups_that_do_not_divide_the_replica_batch_fail_early(
+    tmp_path, tiny_dataset_dir):
+  with pytest.raises(ValueError, match="per-replica batch of 4 clips is not "
+                     "a multiple of build_encoders.bn_virtual_batch_size = 3"):
+    _train(tmp_path, tiny_dataset_dir, "build_encoders.bn_virtual_batch_size "
+           "= 3")
+  assert not os.path.isdir(tmp_path / "checkpoints")
+
+
+def test_released_recipes_pin_clip_timing_and_bn_groups(tiny_dataset_dir):
+  from avid_tf import quickstart  # pylint: disable=g-import-not-at-top,unused-import
+  dataset = schema.DatasetInfo.load(tiny_dataset_dir)
+  for name, groups in (("avid/kinetics_cross.gin", 32),
+                       ("avid/audioset_cross.gin", 20),
+                       ("quickstart.gin", None)):
+    gin_utils.parse_gin([os.path.join(gin_utils.GIN_ROOT, name)], [])
+    with gin.unlock_config():
+      geometry = preprocessing.clip_preprocessing(dataset)
+      video, audio = builders.build_encoders()
+    assert geometry.frame_rate == 16 and geometry.clip_seconds == 0.5, name
+    assert video.bn_virtual_batch_size == groups, name
+    assert audio.bn_virtual_batch_size == groups, name
+    gin.clear_config()
 
 
 def test_unknown_gin_binding_is_a_clear_error():

@@ -63,6 +63,17 @@ def _warn_if_crops_are_upsampled(dataset, preprocessing):
       video_ops.EVAL_CROP_FRACTION)
 
 
+def _check_bn_groups(model, per_replica_batch):
+  """Fails early when BN groups do not divide the per-replica batch."""
+  for encoder in (model.video_encoder, model.audio_encoder):
+    size = getattr(encoder, "bn_virtual_batch_size", None)
+    if size and per_replica_batch % size:
+      raise ValueError(
+          f"The per-replica batch of {per_replica_batch} clips is not a "
+          f"multiple of build_encoders.bn_virtual_batch_size = {size}; "
+          "choose train.batch_size and the device count to make it one.")
+
+
 def _instance_column(dataset, column):
   """A train-split column by memory row, or None when nothing is known."""
   values = dataset.instance_column("train", column)
@@ -177,6 +188,8 @@ def train(model_dir,
     checkpointing.CheckpointMismatchError: when resuming or initialising
       from an incompatible checkpoint.
     callbacks_lib.NonFiniteLossError: when the loss becomes NaN or infinite.
+    ValueError: a per-replica batch that is not a multiple of
+      `build_encoders.bn_virtual_batch_size`.
   """
   if mixed_precision not in MIXED_PRECISION_POLICIES:
     raise ValueError(f"mixed_precision must be one of "
@@ -198,6 +211,8 @@ def train(model_dir,
 
   with distribution.scope():
     model = builders.build_av_model(num_data=num_data, seed=seed)
+    _check_bn_groups(model,
+                     batch_size // distribution.num_replicas_in_sync)
     optimizer = keras.optimizers.Adam(
         _learning_rate(learning_rate, lr_decay_epochs, lr_decay_factor,
                        steps_per_epoch))
