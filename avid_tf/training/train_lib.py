@@ -137,9 +137,11 @@ def train(model_dir,
   """Pretrains an audio-visual model and checkpoints it in `model_dir`.
 
   The memory size is the number of training videos in the dataset metadata.
-  A run resumes from the newest checkpoint in `model_dir/checkpoints`; the
-  input stream is deterministic per position, so a resumed run sees exactly
-  the batches an uninterrupted run would have seen.
+  A run resumes from the newest checkpoint in `model_dir/checkpoints` that
+  reads completely (a damaged newer one is set aside with a warning, never
+  deleted; see `checkpointing.restore_newest`); the input stream is
+  deterministic per position, so a resumed run sees exactly the batches an
+  uninterrupted run would have seen.
 
   Staged training (AVID+CMA): `init_from` names an earlier run. A new run
   (no checkpoint of its own yet) starts from that run's encoder and head
@@ -187,6 +189,8 @@ def train(model_dir,
   Raises:
     checkpointing.CheckpointMismatchError: when resuming or initialising
       from an incompatible checkpoint.
+    checkpointing.DamagedCheckpointError: when no checkpoint of the run (or
+      of `init_from`) reads completely.
     callbacks_lib.NonFiniteLossError: when the loss becomes NaN or infinite.
     ValueError: a per-replica batch that is not a multiple of
       `build_encoders.bn_virtual_batch_size`.
@@ -224,15 +228,17 @@ def train(model_dir,
     checkpoint_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
     # Left over by a worker that crashed.
     checkpointing.remove_worker_directory(checkpoint_dir, distribution)
+    # Every worker of a multi-worker run restores from the chief's folder;
+    # only the chief sets damaged checkpoints aside. The manager reads the
+    # checkpoint state after that.
+    restored = checkpointing.restore_newest(
+        checkpoint, checkpoint_dir, model,
+        set_aside_damaged=strategy_lib.is_chief(distribution))
     manager = tf.train.CheckpointManager(
         checkpoint, checkpointing.worker_directory(checkpoint_dir,
                                                    distribution),
         max_to_keep=max_checkpoints)
-    # Every worker of a multi-worker run restores from the chief's folder.
-    restored = tf.train.latest_checkpoint(checkpoint_dir)
-    if restored:
-      checkpointing.restore(checkpoint, restored, model)
-    elif init_from:
+    if not restored and init_from:
       initial = checkpointing.resolve_checkpoint(init_from, CHECKPOINT_SUBDIR)
       checkpointing.initialize_from(model, initial)
       print(f"Initialised from {initial} (weights, memory banks and "
