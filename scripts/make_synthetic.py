@@ -4,8 +4,9 @@ Example:
   python scripts/make_synthetic.py --output_dir=/tmp/synth --num_workers=2
 
 Writes <output_dir>/videos/<class>/<video_id>.mp4 (H.264 + AAC) and
-<output_dir>/labels.csv (path,label,split,faulty); ingest them next with
-scripts/prepare_data.py, giving it <output_dir>/videos and labels.csv.
+<output_dir>/labels.csv (path,label,split,faulty; paths relative to
+<output_dir>); ingest them next with scripts/prepare_data.py
+--video_dir=<output_dir> --labels_csv=<output_dir>/labels.csv.
 """
 
 import collections

@@ -25,10 +25,13 @@ _VIDEO_DIR = flags.DEFINE_string(
     "when no --labels_csv is given).")
 _LABELS_CSV = flags.DEFINE_string(
     "labels_csv", None,
-    "Optional CSV with columns path,label[,split]: path relative to "
-    "--video_dir, label a class name (ids follow the sorted names), split "
-    "e.g. train/val (train when absent). Other columns are ignored. Without "
-    "it every file under --video_dir goes to the train split, label -1.")
+    "Optional CSV with columns path,label[,split][,faulty]: path relative "
+    "to --video_dir or, for a file not found there, to the CSV's own folder "
+    "(so make_synthetic.py's labels.csv works with --video_dir set to its "
+    "--output_dir or to the videos/ folder inside), label a class name (ids "
+    "follow the sorted names), split e.g. train/val (train when absent). "
+    "Other columns are ignored. Without it every file under --video_dir "
+    "goes to the train split, label -1.")
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None,
     "The dataset is written to <output_dir>/<name>/1.0.0 (the folder that "
@@ -39,7 +42,8 @@ _FPS = flags.DEFINE_integer(
     "decoded frame nearest before its time).")
 _SHORT_SIDE = flags.DEFINE_integer(
     "short_side", 128, "Shorter side of the stored frames in pixels "
-    "(aspect ratio kept).")
+    "(aspect ratio kept). At least the training crop / 0.875 (256 for the "
+    "released 224 crops, 128 for 112), or every crop is upsampled.")
 _SAMPLE_RATE = flags.DEFINE_integer(
     "sample_rate", 24000, "Sample rate in Hz of the stored mono int16 audio.")
 _JPEG_QUALITY = flags.DEFINE_integer(
@@ -48,10 +52,11 @@ _NUM_WORKERS = flags.DEFINE_integer(
     "num_workers", None, "Decoding processes (default: the number of CPUs; "
     "1 decodes in this process).")
 _MISSING_AUDIO = flags.DEFINE_enum(
-    "missing_audio", "silence", list(ingest.MISSING_AUDIO_POLICIES),
-    "Videos without an audio stream: 'silence' ingests them with empty "
-    "audio (zeros at training time), 'skip' leaves them out. Either way "
-    "they are counted in the report.")
+    "missing_audio", "skip", list(ingest.MISSING_AUDIO_POLICIES),
+    "Videos without an audio stream: 'skip' leaves them out (the reference "
+    "cannot load them either), 'silence' ingests them with empty audio "
+    "(zeros at training time: every such clip has the same spectrogram). "
+    "Either way they are counted in the report.")
 _MIN_DURATION = flags.DEFINE_float(
     "min_duration", 0.5, "Videos shorter than this many seconds (one clip "
     "is 8 frames at 16 fps = 0.5 s) are skipped.")

@@ -27,11 +27,17 @@ def np_conv2d(x, kernel, stride, pad):
   return out
 
 
-def np_bn(x, bn, batch_stats=False):
+def np_bn(x, bn, batch_stats=False, group=None):
+  """Inference BN, or BN with the statistics of the batch (or of each group
+  of `group` consecutive examples)."""
   gamma, beta, mean, var = (np.asarray(w, np.float64) for w in (
       bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance))
   if batch_stats:
-    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+    grouped = x.reshape((-1, group or len(x)) + x.shape[1:])
+    mean = grouped.mean(axis=(1, 2, 3), keepdims=True)
+    var = grouped.var(axis=(1, 2, 3), keepdims=True)
+    return ((grouped - mean) / np.sqrt(var + EPS) * gamma + beta).reshape(
+        x.shape)
   return (x - mean) / np.sqrt(var + EPS) * gamma + beta
 
 
@@ -41,20 +47,20 @@ def kernel_of(conv, window):
   return kernel
 
 
-def np_audio_net(model, spectrogram, batch_stats=False):
+def np_audio_net(model, spectrogram, batch_stats=False, group=None):
   """The audio ConvNet of docs/methods.md, written from its description."""
   relu = lambda v: np.maximum(v, 0.0)
   out = {}
   x = np_conv2d(spectrogram.astype(np.float64),
                 kernel_of(model.stem_conv, (7, 7)), 2, 3)
-  x = relu(np_bn(x, model.stem_bn, batch_stats))
+  x = relu(np_bn(x, model.stem_bn, batch_stats, group))
   out["conv1"] = x
   assert len(model.blocks) == 4
   for name, block, stride in zip(STAGES, model.blocks, (2, 2, 2, 1)):
     x = relu(np_bn(np_conv2d(x, kernel_of(block.conv1, (3, 3)), stride, 1),
-                   block.bn1, batch_stats))
+                   block.bn1, batch_stats, group))
     x = relu(np_bn(np_conv2d(x, kernel_of(block.conv2, (3, 3)), 1, 1),
-                   block.bn2, batch_stats))
+                   block.bn2, batch_stats, group))
     out[name] = x
   out["pool"] = x.max(axis=(1, 2))
   return out
@@ -166,6 +172,22 @@ def test_training_mode_uses_batch_statistics():
                rtol=1e-3)
 
 
+def test_virtual_batches_match_float64_reference():
+  model = audio_cnn.AudioConvNet(width_multiplier=0.125,
+                                 bn_virtual_batch_size=2)
+  spectrogram = random_spectrogram((4, 40, 34, 1), seed=7)
+  model(spectrogram)
+  randomize_bn(model, seed=7)
+  expected = np_audio_net(model, spectrogram, batch_stats=True, group=2)
+  whole_batch = np_audio_net(model, spectrogram, batch_stats=True)
+  assert {bn.virtual_batch_size for bn in bn_layers(model)} == {2}
+  assert_close(model(spectrogram, training=True), expected["pool"],
+               rtol=1e-3)
+  assert np.abs(whole_batch["pool"] - expected["pool"]).max() > 1e-2
+  with pytest.raises(ValueError, match="cannot be combined with synchronized"):
+    audio_cnn.AudioConvNet(synchronized_bn=True, bn_virtual_batch_size=2)
+
+
 @pytest.mark.parametrize("synchronized", [False, True])
 def test_bn_hyperparameters_and_synchronized_flag(synchronized):
   model = audio_cnn.AudioConvNet(width_multiplier=0.0625,
@@ -179,19 +201,23 @@ def test_bn_hyperparameters_and_synchronized_flag(synchronized):
     assert bn.synchronized is synchronized
 
 
-def test_get_config_round_trip():
-  model = audio_cnn.AudioConvNet(width_multiplier=0.125, name="audio")
-  spectrogram = random_spectrogram((1, 24, 20, 1), seed=5)
+@pytest.mark.parametrize("virtual_batch_size", [None, 2])
+def test_get_config_round_trip(virtual_batch_size):
+  model = audio_cnn.AudioConvNet(width_multiplier=0.125, name="audio",
+                                 bn_virtual_batch_size=virtual_batch_size)
+  spectrogram = random_spectrogram((2, 24, 20, 1), seed=5)
   model(spectrogram)
   randomize_bn(model, seed=5)
   config = model.get_config()
   json.dumps(config)
   assert (config["depth"], config["width_multiplier"],
-          config["synchronized_bn"], config["name"]) == (10, 0.125, False,
-                                                         "audio")
+          config["synchronized_bn"], config["bn_virtual_batch_size"],
+          config["name"]) == (10, 0.125, False, virtual_batch_size, "audio")
   clone = audio_cnn.AudioConvNet.from_config(config)
   clone.build(spectrogram.shape)
   assert clone.count_params() == model.count_params()
+  assert {bn.virtual_batch_size for bn in bn_layers(clone)} == {
+      virtual_batch_size}
   clone.set_weights(model.get_weights())
   np.testing.assert_array_equal(clone(spectrogram), model(spectrogram))
   restored = keras.saving.deserialize_keras_object(

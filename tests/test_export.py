@@ -424,6 +424,38 @@ def test_real_encoders_round_trip(real_exported):
                                  rtol=1e-4, atol=1e-4)
 
 
+def test_encoders_with_virtual_batches_export_for_any_batch(tmp_path):
+  """Exported training endpoints normalise over the whole call's batch."""
+  r2plus1d = pytest.importorskip("avid_tf.models.r2plus1d")
+  audio_cnn = pytest.importorskip("avid_tf.models.audio_cnn")
+  encoders = {
+      "video": r2plus1d.R2Plus1D(depth=10, width_multiplier=0.125,
+                                 bn_virtual_batch_size=2),
+      "audio": audio_cnn.AudioConvNet(width_multiplier=0.125,
+                                      bn_virtual_batch_size=2)}
+  # Three examples: not a multiple of the pretraining groups.
+  inputs = {"video": _random((3, 2, 16, 16, 3), 76),
+            "audio": _random((3, 16, 257, 1), 77)}
+  for modality, encoder in encoders.items():
+    encoder(inputs[modality])
+  paths = saved_model.export_encoders(encoders, str(tmp_path),
+                                      verify_inputs=inputs)
+  for modality, encoder in encoders.items():
+    # The encoder keeps its groups after the export.
+    assert {layer.virtual_batch_size for layer in encoder._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization)} == {2}
+    metadata = saved_model.read_metadata(paths[modality])
+    assert metadata["architecture"]["config"]["bn_virtual_batch_size"] == 2
+    reference = type(encoder).from_config(
+        {**encoder.get_config(), "bn_virtual_batch_size": None})
+    reference(inputs[modality])
+    reference.set_weights(encoder.get_weights())
+    expected, _ = _stateless(reference, inputs[modality], training=True)
+    layer = saved_model.load_encoder_layer(paths[modality])
+    np.testing.assert_allclose(layer(inputs[modality], training=True),
+                               expected, rtol=1e-4, atol=1e-4)
+
+
 def test_finetune_real_video_encoder(real_exported):
   _, paths = real_exported
   layer = saved_model.load_encoder_layer(paths["video"])

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -245,7 +246,7 @@ def bad_inputs(tmp_path_factory):
 
 
 def test_bad_inputs_reported_not_fatal(bad_inputs, tmp_path):
-  report = _ingest(bad_inputs, str(tmp_path))
+  report = _ingest(bad_inputs, str(tmp_path), missing_audio="silence")
   files = {f["path"]: f for f in report["files"]}
   assert len(files) == 8
   expected = {
@@ -268,6 +269,10 @@ def test_bad_inputs_reported_not_fatal(bad_inputs, tmp_path):
   assert report["counts_by_status"] == {
       "cannot_open": 3, "decode_error": 1, "ingested": 1,
       "no_audio_silenced": 1, "too_short": 1, "zero_byte": 1}
+  assert report["num_no_audio_silenced"] == 1
+  assert report["num_no_audio_skipped"] == 0
+  assert "Without audio: 0 skipped, 1 kept with silence" in (
+      ingest.summarize(report))
   directory = schema.dataset_dir(str(tmp_path), "toy")
   examples = {e["video_id"].decode(): e for e in _read_split(directory,
                                                               "train")}
@@ -281,16 +286,21 @@ def test_bad_inputs_reported_not_fatal(bad_inputs, tmp_path):
   assert metadata["missing_audio"] == "silence"
 
 
-def test_missing_audio_skip_policy(bad_inputs, tmp_path):
-  report = _ingest(bad_inputs, str(tmp_path), missing_audio="skip")
+def test_videos_without_audio_are_skipped_by_default(bad_inputs, tmp_path):
+  report = _ingest(bad_inputs, str(tmp_path))
   files = {f["path"]: f for f in report["files"]}
   assert files["silent.mp4"]["status"] == "skipped"
   assert files["silent.mp4"]["kind"] == ingest.NO_AUDIO
   assert "no audio stream" in files["silent.mp4"]["reason"]
   assert report["counts_by_status"][ingest.NO_AUDIO] == 1
+  assert report["num_no_audio_skipped"] == 1
+  assert report["num_no_audio_silenced"] == 0
+  assert "Without audio: 1 skipped, 0 kept with silence" in (
+      ingest.summarize(report))
   assert report["num_ingested"] == 1
   directory = schema.dataset_dir(str(tmp_path), "toy")
   assert schema.num_examples(directory, "train") == 1
+  assert schema.read_metadata(directory)["missing_audio"] == "skip"
 
 
 def test_all_bad_input_raises(tmp_path):
@@ -337,7 +347,7 @@ def test_unusable_arguments_raise_clear_errors(tmp_path, labelled_inputs):
     _ingest(labelled_inputs[0], str(tmp_path / "out"), missing_audio="drop")
 
 
-def _assert_same_dataset(directory, reference_directory):
+def _assert_same_dataset(directory, reference_directory, ignore=()):
   actual, expected = _read_all(directory), _read_all(reference_directory)
   assert sorted(actual) == sorted(expected)
   for split in expected:
@@ -347,8 +357,10 @@ def _assert_same_dataset(directory, reference_directory):
       assert sorted(got) == sorted(want)
       for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
-  metadata = schema.read_metadata(directory)
-  assert metadata == schema.read_metadata(reference_directory)
+  metadata, expected_metadata = (
+      {k: v for k, v in schema.read_metadata(d).items() if k not in ignore}
+      for d in (directory, reference_directory))
+  assert metadata == expected_metadata
 
 
 def test_interrupted_ingest_resumes_without_redoing_work(
@@ -389,6 +401,41 @@ def test_interrupted_ingest_resumes_without_redoing_work(
   assert strip(report) == strip(clean_report)
   assert not [f for f in _files_under(directory) if ".tmp" in f]
   assert ingest.WORK_DIR not in os.listdir(directory)
+
+
+def test_csv_beside_its_videos_folder_ingests_with_either_video_dir(
+    labelled_inputs, clean_dataset, tmp_path):
+  # make_synthetic's layout: labels.csv beside videos/, paths through it.
+  root = tmp_path / "synth"
+  shutil.copytree(labelled_inputs[0], root / "videos")
+  labels_csv = root / "labels.csv"
+  with open(labelled_inputs[1], newline="") as f:
+    rows = list(csv.reader(f))
+  with open(labels_csv, "w", newline="") as f:
+    csv.writer(f).writerows(
+        [rows[0]] + [["videos/" + row[0]] + row[1:] for row in rows[1:]])
+  clean_report, clean_directory = clean_dataset
+  expected = _read_all(clean_directory)
+
+  for video_dir, prefix in ((root, "videos/"), (root / "videos", "")):
+    output_dir = str(tmp_path / ("out_" + os.path.basename(video_dir)))
+    report = _ingest(str(video_dir), output_dir, labels_csv=str(labels_csv))
+    assert report["counts_by_status"] == clean_report["counts_by_status"]
+    # A missing file keeps the path the CSV lists.
+    assert [f["path"] for f in report["files"]] == [
+        ("videos/" if f["path"] == _MISSING else prefix) + f["path"]
+        for f in clean_report["files"]]
+    actual = _read_all(schema.dataset_dir(output_dir, "toy"))
+    for split, examples in expected.items():
+      assert len(actual[split]) == len(examples)
+      for got, want in zip(actual[split], examples):
+        assert got["video_id"].decode() == prefix + want["video_id"].decode()
+        for key in ("frames", "audio", "label", "index", "duration"):
+          np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+  # Given the videos folder, the ids (and so the data) are the ones of a CSV
+  # listing paths relative to it.
+  _assert_same_dataset(schema.dataset_dir(str(tmp_path / "out_videos"), "toy"),
+                       clean_directory, ignore=("video_dir", "labels_csv"))
 
 
 def test_parallel_workers_match_single_process(labelled_inputs, clean_dataset,

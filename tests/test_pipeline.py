@@ -35,7 +35,7 @@ NO_JITTER = dict(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
                  gain_range=(1.0, 1.0))
 
 
-def _video(index, rng, num_frames=48, audio_seconds=3.0):
+def _video(index, rng, num_frames=48, audio_seconds=3.0, fps=FPS):
   frames = [np.full((HEIGHT, WIDTH, 3), 10 + 4 * k, np.uint8)
             for k in range(num_frames)]
   t = np.arange(int(audio_seconds * RATE)) / RATE
@@ -44,7 +44,7 @@ def _video(index, rng, num_frames=48, audio_seconds=3.0):
                    32767).astype(np.int16)
   return {"video_id": f"v{index}.mp4", "frames": frames, "audio": audio,
           "label": index % 3, "index": index,
-          "duration": num_frames / FPS}
+          "duration": num_frames / fps}
 
 
 def _write_dataset(directory, mean=None, std=None):
@@ -349,6 +349,61 @@ def test_eval_dataset_uniform_aligned_clips(dataset_dir):
   np.testing.assert_array_equal(_frame_numbers(clips[SHORT_INDEX][0][0]),
                                 [0, 1, 2, 3, 4, 0, 1, 2])
   assert np.isfinite(clips[SILENT_INDEX][1]).all()
+
+
+def _write_fps_dataset(directory, fps, seconds=2.0):
+  """Two 2 s videos stored at `fps` (frame k still grey level 10 + 4k)."""
+  rng = np.random.default_rng(1)
+  videos = [_video(i, rng, num_frames=int(seconds * fps),
+                   audio_seconds=seconds, fps=fps) for i in range(2)]
+  features = schema.features()
+  for split in ("train", "val"):
+    schema.write_shard(schema.shard_path(directory, "tiny", split, 0, 1),
+                       [features.serialize_example(v) for v in videos])
+  schema.write_dataset_info(directory, "tiny", {"train": [2], "val": [2]}, {
+      "fps": fps, "short_side": HEIGHT, "sample_rate": RATE,
+      "label_names": ["a", "b", "c"], "spectrogram_mean": [0.0] * 257,
+      "spectrogram_std": [1.0] * 257, "num_videos": {"train": 2, "val": 2}})
+  return directory
+
+
+def _clip_start_interval(frames, stored_fps, frame_rate):
+  """Start times t0 for which clip frame k is the stored frame before t0+k/r."""
+  steps = np.arange(len(frames)) / frame_rate
+  return (np.max(frames / stored_fps - steps),
+          np.min((frames + 1) / stored_fps - steps))
+
+
+@pytest.mark.parametrize("stored_fps", [25, 10])
+def test_clips_span_num_frames_over_the_clip_rate_at_any_stored_fps(
+    tmp_path, stored_fps):
+  dataset_dir = _write_fps_dataset(str(tmp_path), stored_fps)
+  geometry = _geometry(dataset_dir, num_frames=8, frame_rate=16,
+                       audio_seconds=1.0)
+  assert geometry.clip_seconds == 0.5
+  batches = _take(pipeline.make_train_dataset(
+      dataset_dir, 2, preprocessing=geometry, **NO_JITTER), 10)
+  for video in np.concatenate([b["video"] for b in batches]):
+    frames = _frame_numbers(video)
+    low, high = _clip_start_interval(frames, stored_fps, 16)
+    # One start time explains every frame: the clip samples t0 + k / 16.
+    assert low < high + 1e-6, frames
+    assert 0 <= low and high <= 2.0 - 7 / 16 + 1 / stored_fps, frames
+    # Frames 0 and 7 are 7/16 s apart, whatever the stored rate.
+    assert frames[-1] - frames[0] in (np.floor(7 / 16 * stored_fps),
+                                      np.ceil(7 / 16 * stored_fps))
+
+  # Evaluation: 1 s audio, clip centres 0.5, 1.0, 1.5 s -> video starts
+  # 0.25, 0.75, 1.25 s.
+  (batch,) = [{k: v.numpy() for k, v in b.items()}
+              for b in pipeline.make_eval_dataset(
+                  dataset_dir, "val", 2, preprocessing=geometry, num_clips=3)]
+  starts = np.array([0.25, 0.75, 1.25])
+  expected = np.floor((starts[:, None] + np.arange(8) / 16) * stored_fps +
+                      1e-4).astype(int)
+  for video in batch["video"]:
+    np.testing.assert_array_equal(
+        [_frame_numbers(clip) for clip in video], expected)
 
 
 def test_clear_errors_for_missing_data(dataset_dir, tmp_path):

@@ -47,12 +47,18 @@ def np_max_pool(x, window, strides, pads):
   return out
 
 
-def np_bn(x, bn, batch_stats=False):
+def np_bn(x, bn, batch_stats=False, group=None):
+  """Inference BN, or BN with the statistics of the batch (or of each group
+  of `group` consecutive examples)."""
   gamma, beta, mean, var = (np.asarray(w, np.float64) for w in (
       bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance))
   if batch_stats:
-    axes = tuple(range(x.ndim - 1))
-    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    grouped = x.reshape((-1, group or len(x)) + x.shape[1:])
+    axes = tuple(range(1, grouped.ndim - 1))
+    mean = grouped.mean(axis=axes, keepdims=True)
+    var = grouped.var(axis=axes, keepdims=True)
+    return ((grouped - mean) / np.sqrt(var + EPS) * gamma + beta).reshape(
+        x.shape)
   return (x - mean) / np.sqrt(var + EPS) * gamma + beta
 
 
@@ -66,17 +72,17 @@ def kernel_of(conv, expected_window):
   return kernel
 
 
-def np_block(block, x, stride, out_channels, batch_stats=False):
+def np_block(block, x, stride, out_channels, batch_stats=False, group=None):
   """The basic (2+1)D block of docs/methods.md, from its description."""
   h = np_conv(x, kernel_of(block.spatial_conv1, (1, 3, 3)), (1, stride, stride),
               (0, 1, 1))
-  h = relu(np_bn(h, block.spatial_bn1, batch_stats))
+  h = relu(np_bn(h, block.spatial_bn1, batch_stats, group))
   h = np_conv(h, kernel_of(block.temporal_conv1, (3, 1, 1)), (stride, 1, 1),
               (1, 0, 0))
-  h = relu(np_bn(h, block.temporal_bn1, batch_stats))
+  h = relu(np_bn(h, block.temporal_bn1, batch_stats, group))
   h = np_conv(h, kernel_of(block.spatial_conv2, (1, 3, 3)), (1, 1, 1),
               (0, 1, 1))
-  h = relu(np_bn(h, block.spatial_bn2, batch_stats))
+  h = relu(np_bn(h, block.spatial_bn2, batch_stats, group))
   h = np_conv(h, kernel_of(block.temporal_conv2, (3, 1, 1)), (1, 1, 1),
               (1, 0, 0))
   needs_shortcut_conv = x.shape[-1] != out_channels or stride != 1
@@ -86,15 +92,15 @@ def np_block(block, x, stride, out_channels, batch_stats=False):
                        (stride,) * 3, (0, 0, 0))
   else:
     residual = x
-  return relu(np_bn(h + residual, block.out_bn, batch_stats))
+  return relu(np_bn(h + residual, block.out_bn, batch_stats, group))
 
 
-def np_r2plus1d(model, video, depth, width, batch_stats=False):
+def np_r2plus1d(model, video, depth, width, batch_stats=False, group=None):
   """Whole-network reference; returns the same dict as stage_outputs."""
   out = {}
   x = np_conv(video.astype(np.float64), kernel_of(model.stem_conv, (3, 7, 7)),
               (1, 2, 2), (1, 3, 3))
-  x = relu(np_bn(x, model.stem_bn, batch_stats))
+  x = relu(np_bn(x, model.stem_bn, batch_stats, group))
   out["conv1"] = x
   x = np_max_pool(x, (1, 3, 3), (1, 2, 2), (0, 1, 1))
   blocks = iter(model.blocks)
@@ -103,7 +109,7 @@ def np_r2plus1d(model, video, depth, width, batch_stats=False):
     for block_index in range(count):
       stride = 2 if stage_index > 0 and block_index == 0 else 1
       x = np_block(next(blocks), x, stride, int(round(channels * width)),
-                   batch_stats)
+                   batch_stats, group)
     out[name] = x
   assert next(blocks, None) is None
   out["pool"] = x.max(axis=(1, 2, 3))
@@ -361,29 +367,186 @@ def test_synchronized_bn_matches_single_device_under_mirrored_strategy():
 
 
 # --------------------------------------------------------------------------
+# Virtual batches (bn_virtual_batch_size): BN statistics per group of clips.
+# --------------------------------------------------------------------------
+def test_virtual_batches_match_float64_reference_and_update_moving_stats():
+  model = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.125,
+                            bn_virtual_batch_size=2)
+  # At 48 px the last stage still normalises 8 values per group (2 clips,
+  # 2 x 2); at 24 px it would be 2, where rounding decides the output.
+  video = random_video((6, 4, 48, 48, 3), seed=11)
+  model(video)
+  randomize_bn(model, seed=11)
+  old = [np.asarray(w, np.float64) for w in (model.stem_bn.moving_mean,
+                                             model.stem_bn.moving_variance)]
+  expected = np_r2plus1d(model, video, 10, 0.125, batch_stats=True, group=2)
+  whole_batch = np_r2plus1d(model, video, 10, 0.125, batch_stats=True)
+  actual = model(video, training=True)
+  assert_close(actual, expected["pool"], rtol=1e-3)
+  # Groups of 2 are not the batch of 6: the setting changes the numbers.
+  assert np.abs(whole_batch["pool"] - expected["pool"]).max() > 1e-2
+  # Moving statistics move towards the mean of the three groups' (biased)
+  # statistics.
+  stem = np_conv(video.astype(np.float64),
+                 np.asarray(model.stem_conv.kernel, np.float64), (1, 2, 2),
+                 (1, 3, 3)).reshape(3, -1, 8)
+  assert_close(model.stem_bn.moving_mean,
+               0.9 * old[0] + 0.1 * stem.mean(axis=1).mean(axis=0))
+  assert_close(model.stem_bn.moving_variance,
+               0.9 * old[1] + 0.1 * stem.var(axis=1).mean(axis=0))
+  # Inference ignores the groups.
+  assert_close(model(video, training=False),
+               np_r2plus1d(model, video, 10, 0.125)["pool"])
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6, 3), (4, 7, 5, 3)])
+def test_virtual_batch_layer_equals_batch_norm_of_each_group(shape):
+  x = tf.constant(random_video(shape, seed=12) * 3 + 1)
+  weights = tf.constant(random_video(shape, seed=13))
+  grouped = model_layers.batch_norm(virtual_batch_size=2)
+  plain = model_layers.batch_norm()
+  grouped.build(shape)
+  plain.build(shape)
+  grouped.gamma.assign(np.linspace(0.5, 1.5, 3).astype(np.float32))
+  plain.set_weights(grouped.get_weights())
+
+  def outputs_and_gradients(layer, inputs, outer):
+    with tf.GradientTape() as tape:
+      tape.watch(inputs)
+      outputs = layer(inputs, training=True)
+      loss = tf.reduce_sum(outputs * outer)
+    return [outputs] + tape.gradient(loss, [inputs, layer.gamma, layer.beta])
+
+  actual = outputs_and_gradients(grouped, x, weights)
+  first, second = (outputs_and_gradients(plain, x[i:i + 2], weights[i:i + 2])
+                   for i in (0, 2))
+  # Outputs and input gradients concatenate; parameter gradients add up.
+  for name, value, expected in zip(
+      ("outputs", "dx", "dgamma", "dbeta"), actual,
+      [np.concatenate([first[0], second[0]]),
+       np.concatenate([first[1], second[1]]), first[2] + second[2],
+       first[3] + second[3]]):
+    np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-4,
+                               err_msg=name)
+
+
+def test_virtual_batches_identical_under_mirrored_strategy():
+  from conftest import mirrored_strategy  # pylint: disable=g-import-not-at-top
+  video = random_video((8, 2, 16, 16, 3), seed=14)
+  weights = random_video((8, 32), seed=15)
+  reference = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.0625,
+                                bn_virtual_batch_size=2)
+  reference(video)
+  randomize_bn(reference, seed=14)
+  initial = reference.get_weights()
+  with tf.GradientTape() as tape:
+    outputs = reference(video, training=True)
+    loss = tf.reduce_sum(outputs * weights)
+  expected_grads = tape.gradient(loss, reference.trainable_variables)
+
+  strategy = mirrored_strategy()
+  with strategy.scope():
+    model = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.0625,
+                              bn_virtual_batch_size=2)
+    model.build(video.shape)
+    model.set_weights(initial)
+
+  def step(inputs, step_weights):
+    with tf.GradientTape() as replica_tape:
+      features = model(inputs, training=True)
+      replica_loss = tf.reduce_sum(features * step_weights)
+    return features, replica_tape.gradient(replica_loss,
+                                           model.trainable_variables)
+
+  # Replica r gets clips 4r..4r+3: two groups of the global batch each.
+  halves = [strategy.experimental_distribute_values_from_function(
+      lambda ctx, a=a: a[4 * ctx.replica_id_in_sync_group:
+                         4 * ctx.replica_id_in_sync_group + 4])
+            for a in (video, weights)]
+  features, grads = strategy.run(step, args=tuple(halves))
+  np.testing.assert_allclose(np.concatenate(
+      [np.asarray(f) for f in strategy.experimental_local_results(features)]),
+                             outputs, rtol=1e-5, atol=1e-5)
+  for grad, expected in zip(grads, expected_grads):
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, grad, axis=None)
+    np.testing.assert_allclose(total, expected, rtol=1e-4, atol=1e-4)
+  for variable, expected in zip(model.non_trainable_variables,
+                                reference.non_trainable_variables):
+    for copy in strategy.experimental_local_results(variable.value):
+      np.testing.assert_allclose(copy, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_virtual_batch_errors():
+  model = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.0625,
+                            bn_virtual_batch_size=4)
+  video = random_video((6, 2, 16, 16, 3))
+  model(video)  # inference: any batch
+  with pytest.raises(ValueError, match="6 examples is not a multiple of "
+                     "virtual_batch_size 4"):
+    model(video, training=True)
+  dynamic = tf.function(lambda x: model(x, training=True),
+                        input_signature=[tf.TensorSpec((None, 2, 16, 16, 3))])
+  assert dynamic(random_video((8, 2, 16, 16, 3))).shape == (8, 32)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="not a multiple of virtual_batch_size 4"):
+    dynamic(video)
+  with pytest.raises(ValueError, match="cannot be combined with synchronized"):
+    r2plus1d.R2Plus1D(depth=10, synchronized_bn=True, bn_virtual_batch_size=4)
+  with pytest.raises(ValueError, match="virtual_batch_size must be >= 1"):
+    r2plus1d.R2Plus1D(depth=10, bn_virtual_batch_size=0)
+
+
+def test_virtual_batches_under_jit_compile_and_mixed_precision():
+  # As above, 48 px keeps the groups of the last stage well conditioned.
+  video = random_video((4, 4, 48, 48, 3), seed=16)
+  model = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.125,
+                            bn_virtual_batch_size=2)
+  model(video)
+  weights = model.get_weights()
+  eager = np.asarray(model(video, training=True))
+  model.set_weights(weights)
+  compiled = tf.function(lambda x: model(x, training=True), jit_compile=True)
+  assert_close(compiled(video), eager, rtol=1e-3)
+  half = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.125,
+                           bn_virtual_batch_size=2, dtype="mixed_float16")
+  half(video)
+  half.set_weights(weights)
+  features = half(video, training=True)
+  assert features.dtype == tf.float16
+  assert np.all(np.isfinite(np.asarray(features, np.float32)))
+
+
+# --------------------------------------------------------------------------
 # Config, serialisation, XLA, mixed precision, errors.
 # --------------------------------------------------------------------------
-def test_get_config_round_trip_and_keras_file(tmp_path):
-  model = r2plus1d.R2Plus1D(depth=18, width_multiplier=0.125, name="video")
-  video = random_video((1, 2, 16, 16, 3), seed=8)
+@pytest.mark.parametrize("virtual_batch_size", [None, 2])
+def test_get_config_round_trip_and_keras_file(tmp_path, virtual_batch_size):
+  model = r2plus1d.R2Plus1D(depth=18, width_multiplier=0.125, name="video",
+                            bn_virtual_batch_size=virtual_batch_size)
+  video = random_video((4, 2, 16, 16, 3), seed=8)
   model(video)
   randomize_bn(model, seed=8)
   config = model.get_config()
   json.dumps(config)
   assert (config["depth"], config["width_multiplier"],
-          config["synchronized_bn"], config["name"]) == (18, 0.125, False,
-                                                         "video")
+          config["synchronized_bn"], config["bn_virtual_batch_size"],
+          config["name"]) == (18, 0.125, False, virtual_batch_size, "video")
   clone = r2plus1d.R2Plus1D.from_config(config)
   clone.build(video.shape)
   assert clone.count_params() == model.count_params()
   assert [w.path for w in clone.weights] == [w.path for w in model.weights]
+  assert {bn.virtual_batch_size for bn in bn_layers(clone)} == {
+      virtual_batch_size}
   clone.set_weights(model.get_weights())
   np.testing.assert_array_equal(clone(video), model(video))
+  np.testing.assert_array_equal(clone(video, training=True),
+                                model(video, training=True))
 
   path = str(tmp_path / "video.keras")
   model.save(path)
   loaded = keras.saving.load_model(path)
   assert isinstance(loaded, r2plus1d.R2Plus1D)
+  assert loaded.bn_virtual_batch_size == virtual_batch_size
   np.testing.assert_array_equal(loaded(video), model(video))
 
 

@@ -47,7 +47,7 @@ def test_files_decode_to_requested_format(tiny):
   assert len(rows) == 6
   for path, *_ in rows:
     frames, audio, video_rate, audio_rate = _decode(
-        os.path.join(output_dir, "videos", path))
+        os.path.join(output_dir, path))
     assert frames.shape == (10, 32, 32, 3)
     assert video_rate == 10
     assert audio_rate == 16000
@@ -65,9 +65,10 @@ def test_csv_columns_labels_and_stratified_splits(tiny):
   names = synthetic.class_names(3)
   for path, label, split, faulty in rows:
     assert label in names
-    assert path.startswith(label + "/") and path.endswith(".mp4")
+    # Relative to the CSV's folder, through videos/.
+    assert path.startswith(f"videos/{label}/") and path.endswith(".mp4")
     assert split in ("train", "val") and faulty in ("0", "1")
-    assert os.path.isfile(os.path.join(output_dir, "videos", path))
+    assert os.path.isfile(os.path.join(output_dir, path))
   assert len({row[0] for row in rows}) == 6
   for name in names:
     splits = sorted(row[2] for row in rows if row[1] == name)
@@ -89,7 +90,7 @@ def test_faulty_videos_carry_audio_of_their_planned_source(tiny):
   for number, (path, _, _, faulty) in enumerate(rows):
     source = sources[number]
     assert int(faulty) == int(source != number)
-    _, audio, _, _ = _decode(os.path.join(output_dir, "videos", path))
+    _, audio, _, _ = _decode(os.path.join(output_dir, path))
     own = synthetic.render_audio(
         synthetic.instance_params(specs, *videos[number], 3, 32, 1.0), 16000)
     carried = synthetic.render_audio(
@@ -133,9 +134,9 @@ def test_same_seed_is_identical_and_other_seed_differs(tiny, tmp_path):
   with open(first_labels, "rb") as f, open(again, "rb") as g:
     assert f.read() == g.read()
   path = _read_csv(first_labels)[1][0]
-  frames, audio, _, _ = _decode(os.path.join(first_dir, "videos", path))
-  frames2, audio2, _, _ = _decode(str(tmp_path / "again" / "videos" / path))
-  frames3, audio3, _, _ = _decode(str(tmp_path / "other" / "videos" / path))
+  frames, audio, _, _ = _decode(os.path.join(first_dir, path))
+  frames2, audio2, _, _ = _decode(str(tmp_path / "again" / path))
+  frames3, audio3, _, _ = _decode(str(tmp_path / "other" / path))
   np.testing.assert_array_equal(frames[0], frames2[0])
   np.testing.assert_array_equal(audio, audio2)
   assert np.abs(frames[0].astype(int) - frames3[0]).mean() > 5

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,11 +12,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from avid_tf.data import preprocessing
+from avid_tf.data import schema
 from avid_tf.models import av_model
+from avid_tf.models import builders
 from avid_tf.training import callbacks as callbacks_lib
 from avid_tf.training import checkpointing
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
+from avid_tf.training import trained_model
 from conftest import REPO
 from conftest import script_env
 
@@ -109,6 +114,129 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path,
     _train(tmp_path, tiny_dataset_dir, "train.epochs = 2")
   state = tf.train.get_checkpoint_state(os.path.join(tmp_path, "checkpoints"))
   assert state.model_checkpoint_path.endswith("ckpt-2")
+
+
+def _truncate_data(prefix):
+  (data,) = glob.glob(prefix + ".data-*")
+  with open(data, "r+b") as f:
+    f.truncate(os.path.getsize(data) // 2)
+  with open(data, "rb") as f:
+    return f.read()
+
+
+def _warnings(caplog, phrase):
+  return [r.getMessage() for r in caplog.records
+          if r.levelname == "WARNING" and phrase in r.getMessage()]
+
+
+def test_damaged_newest_checkpoint_resumes_from_the_previous_one(
+    tmp_path, tiny_dataset_dir, caplog):
+  straight = tmp_path / "straight"
+  _train(straight, tiny_dataset_dir, "train.epochs = 2")
+  run = tmp_path / "damaged"
+  _train(run, tiny_dataset_dir, "train.epochs = 2", "train.max_steps = 3")
+  checkpoints = str(run / "checkpoints")
+  damaged_bytes = _truncate_data(os.path.join(checkpoints, "ckpt-3"))
+  caplog.clear()
+  resumed = _train(run, tiny_dataset_dir, "train.epochs = 2",
+                   "train.max_checkpoints = 2")
+  (warning,) = _warnings(caplog, "is damaged")
+  assert "ckpt-3 is damaged (IndexError" in warning
+  assert "restored " + os.path.join(checkpoints, "ckpt-2") in warning
+  assert "\n" not in warning
+  assert not _warnings(caplog, "crop size")  # 32 px crops of 40 px frames
+  # Resumed at step 2 and trained on to the end, as an uninterrupted run.
+  assert resumed["steps"] == 8
+  expected = _bank_values(str(straight))
+  actual = _bank_values(str(run))
+  for name, value in expected.items():
+    np.testing.assert_allclose(actual[name], value, atol=1e-5, err_msg=name)
+  # The damaged files are kept, out of the manager's way: saves at steps 4,
+  # 6 and 8 kept the newest two of them and deleted ckpt-2.
+  (data,) = glob.glob(os.path.join(checkpoints, "ckpt-3.damaged.data-*"))
+  with open(data, "rb") as f:
+    assert f.read() == damaged_bytes
+  assert os.path.isfile(os.path.join(checkpoints, "ckpt-3.damaged.index"))
+  state = tf.train.get_checkpoint_state(checkpoints)
+  assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == [
+      "ckpt-6", "ckpt-8"]
+  assert sorted(name for name in os.listdir(checkpoints)
+                if name.endswith(".index")) == [
+                    "ckpt-3.damaged.index", "ckpt-6.index", "ckpt-8.index"]
+  # A later resume finds nothing damaged.
+  caplog.clear()
+  assert _train(run, tiny_dataset_dir, "train.epochs = 2")["steps"] == 8
+  assert not _warnings(caplog, "is damaged")
+
+
+def test_readers_of_a_run_skip_a_damaged_checkpoint_and_leave_it(
+    tmp_path, tiny_dataset_dir, avid_run, caplog):
+  run = tmp_path / "run"
+  shutil.copytree(avid_run, run)
+  checkpoints = str(run / "checkpoints")
+  newest = os.path.join(checkpoints, "ckpt-3")
+  _truncate_data(newest)
+  listing = sorted(os.listdir(checkpoints))
+  state = (run / "checkpoints" / "checkpoint").read_text()
+
+  assert checkpointing.resolve_checkpoint(str(run)) == os.path.join(
+      checkpoints, "ckpt-2")
+  (warning,) = _warnings(caplog, "is damaged")
+  assert newest in warning and "left as they are" in warning
+  model = trained_model.load_trained_model(str(run))
+  reader = tf.train.load_checkpoint(os.path.join(checkpoints, "ckpt-2"))
+  key = [name for name, _ in tf.train.list_variables(checkpoints)
+         if "video_bank" in name][0]
+  np.testing.assert_array_equal(model.video_bank.bank.numpy(),
+                                reader.get_tensor(key))
+  # Read-only: nothing renamed, the state still names the damaged one.
+  assert sorted(os.listdir(checkpoints)) == listing
+  assert (run / "checkpoints" / "checkpoint").read_text() == state
+
+  with pytest.raises(checkpointing.DamagedCheckpointError, match="ckpt-3"):
+    checkpointing.resolve_checkpoint(newest)
+  _truncate_data(os.path.join(checkpoints, "ckpt-2"))
+  with pytest.raises(checkpointing.DamagedCheckpointError,
+                     match="No checkpoint of .* reads completely"):
+    checkpointing.resolve_checkpoint(str(run))
+  with pytest.raises(checkpointing.DamagedCheckpointError,
+                     match="No checkpoint in .* reads completely"):
+    _train(run, tiny_dataset_dir, "train.max_steps = 4")
+  assert sorted(os.listdir(checkpoints)) == listing
+
+
+def test_crop_larger_than_the_stored_frames_warns_once(
+    tmp_path, tiny_dataset_dir, caplog):
+  _train(tmp_path, tiny_dataset_dir, "train.max_steps = 1",
+         "clip_preprocessing.crop_size = 48")
+  (warning,) = _warnings(caplog, "crop size")
+  assert "crop size 48 exceeds the short side 40" in warning
+  assert "--short_side=55" in warning
+
+
+def test_bn_groups_that_do_not_divide_the_replica_batch_fail_early(
+    tmp_path, tiny_dataset_dir):
+  with pytest.raises(ValueError, match="per-replica batch of 4 clips is not "
+                     "a multiple of build_encoders.bn_virtual_batch_size = 3"):
+    _train(tmp_path, tiny_dataset_dir, "build_encoders.bn_virtual_batch_size "
+           "= 3")
+  assert not os.path.isdir(tmp_path / "checkpoints")
+
+
+def test_released_recipes_pin_clip_timing_and_bn_groups(tiny_dataset_dir):
+  from avid_tf import quickstart  # pylint: disable=g-import-not-at-top,unused-import
+  dataset = schema.DatasetInfo.load(tiny_dataset_dir)
+  for name, groups in (("avid/kinetics_cross.gin", 32),
+                       ("avid/audioset_cross.gin", 20),
+                       ("quickstart.gin", None)):
+    gin_utils.parse_gin([os.path.join(gin_utils.GIN_ROOT, name)], [])
+    with gin.unlock_config():
+      geometry = preprocessing.clip_preprocessing(dataset)
+      video, audio = builders.build_encoders()
+    assert geometry.frame_rate == 16 and geometry.clip_seconds == 0.5, name
+    assert video.bn_virtual_batch_size == groups, name
+    assert audio.bn_virtual_batch_size == groups, name
+    gin.clear_config()
 
 
 def test_unknown_gin_binding_is_a_clear_error():

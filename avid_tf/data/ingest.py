@@ -429,6 +429,29 @@ def _list_inputs(video_dir, labels_csv, exclude_dir):
   return _read_labels_csv(video_dir, labels_csv)
 
 
+def _resolve_listed_path(listed, video_dir, csv_dir):
+  """Returns (file, video id) of a path listed in the labels CSV.
+
+  The path is taken relative to `video_dir`; when no file is there but one
+  is relative to the CSV's own folder, that one. So a CSV beside a folder
+  of videos that lists paths through that folder works whether `video_dir`
+  is the folder holding the CSV or the videos folder itself. The id of a
+  file found under `video_dir` is its path relative to it (as for a listing
+  without a CSV); otherwise, a missing file included, the listed path.
+  """
+  path = os.path.normpath(os.path.join(video_dir, listed))
+  video_id = os.path.normpath(listed)
+  if not os.path.isfile(path):
+    beside_csv = os.path.normpath(os.path.join(csv_dir, listed))
+    if not os.path.isfile(beside_csv):
+      return path, video_id.replace(os.sep, "/")
+    path = beside_csv
+  relative = os.path.relpath(path, video_dir)
+  if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
+    video_id = relative
+  return path, video_id.replace(os.sep, "/")
+
+
 def _read_labels_csv(video_dir, labels_csv):
   if not os.path.isfile(labels_csv):
     raise IngestError(f"--labels_csv {labels_csv} does not exist.")
@@ -440,6 +463,7 @@ def _read_labels_csv(video_dir, labels_csv):
                         f"(columns: {', '.join(columns) or 'none'}).")
     rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()}
             for row in reader]
+  csv_dir = os.path.dirname(os.path.abspath(labels_csv))
   entries, seen = [], set()
   for line, row in enumerate(rows, start=2):
     if not row["path"]:
@@ -448,14 +472,14 @@ def _read_labels_csv(video_dir, labels_csv):
     if not _SPLIT_NAME.fullmatch(split):
       raise IngestError(f"--labels_csv {labels_csv} line {line}: split "
                         f"'{split}' must be letters, digits or '_'.")
-    video_id = os.path.normpath(row["path"]).replace(os.sep, "/")
+    path, video_id = _resolve_listed_path(row["path"], video_dir, csv_dir)
     faulty = row.get(FAULTY_COLUMN, "")
     if faulty not in ("", "0", "1"):
       raise IngestError(f"--labels_csv {labels_csv} line {line}: "
                         f"{FAULTY_COLUMN} must be 0, 1 or empty, got "
                         f"'{faulty}'.")
-    entry = _Entry(video_id, os.path.join(video_dir, row["path"]),
-                   row.get("label", ""), split, duplicate=video_id in seen,
+    entry = _Entry(video_id, path, row.get("label", ""), split,
+                   duplicate=video_id in seen,
                    faulty=int(faulty) if faulty else -1)
     seen.add(video_id)
     entries.append(entry)
@@ -632,7 +656,7 @@ def _remove_stale_shards(directory, name, shard_lengths):
 
 def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
            short_side=128, sample_rate=24000, jpeg_quality=90,
-           num_workers=None, missing_audio="silence", min_duration=0.5,
+           num_workers=None, missing_audio="skip", min_duration=0.5,
            videos_per_shard=256, max_shard_bytes=256 * 2**20,
            show_progress=True):
   """Decodes a folder of videos into the on-disk dataset of `schema.py`.
@@ -642,8 +666,9 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
     output_dir: the dataset is written to `<output_dir>/<name>/1.0.0`.
     name: dataset name.
     labels_csv: optional CSV with columns path,label[,split][,faulty]
-      (paths relative to `video_dir`; faulty 0/1 marks videos whose audio
-      is known to be wrong, kept per memory row in instances.npz; other
+      (paths relative to `video_dir`, or to the CSV's own folder for a file
+      not found under `video_dir`; faulty 0/1 marks videos whose audio is
+      known to be wrong, kept per memory row in instances.npz; other
       columns ignored). Without it every file under `video_dir` is
       ingested into the train split with label -1.
     fps: frame rate of the stored frames.
@@ -652,8 +677,10 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
     jpeg_quality: JPEG quality of the stored frames (1..95).
     num_workers: decoding processes; None uses os.cpu_count(). 1 decodes in
       this process.
-    missing_audio: "silence" stores an empty waveform for a video without an
-      audio stream (the pipeline pads zeros); "skip" leaves it out.
+    missing_audio: "skip" (default) leaves out a video without an audio
+      stream, as the reference cannot load one; "silence" keeps it with an
+      empty waveform (the pipeline pads zeros, so every such clip has the
+      same spectrogram).
     min_duration: videos shorter than this many seconds are skipped.
     videos_per_shard: most videos per shard file.
     max_shard_bytes: approximate largest shard file size.
@@ -661,7 +688,8 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
 
   Returns:
     The report dict also written to `<dataset_dir>/ingest_report.json`:
-    {"dataset_dir", "num_ingested", "num_skipped", "counts_by_status",
+    {"dataset_dir", "num_ingested", "num_skipped", "num_no_audio_skipped",
+    "num_no_audio_silenced", "counts_by_status",
     "files": [{"path", "status", "kind", "reason", "split", "index"}]}.
 
   Raises:
@@ -783,6 +811,8 @@ def _make_report(directory, entries, records, indices):
       "dataset_dir": directory,
       "num_ingested": num_ingested,
       "num_skipped": len(file_entries) - num_ingested,
+      "num_no_audio_skipped": counts[NO_AUDIO],
+      "num_no_audio_silenced": counts[NO_AUDIO_SILENCED],
       "counts_by_status": dict(sorted(counts.items())),
       "files": file_entries,
   }
@@ -797,7 +827,9 @@ def summarize(report):
   lines = [f"Dataset: {report['dataset_dir']}",
            f"Ingested: {report['num_ingested']}  Skipped: "
            f"{report['num_skipped']}",
-           f"By status: {_format_counts(report['counts_by_status'])}"]
+           f"By status: {_format_counts(report['counts_by_status'])}",
+           f"Without audio: {report['num_no_audio_skipped']} skipped, "
+           f"{report['num_no_audio_silenced']} kept with silence"]
   skipped = [f for f in report["files"] if f["status"] == "skipped"]
   for file in skipped[:20]:
     lines.append(f"  skipped {file['path']}: {file['reason']}")

@@ -147,8 +147,11 @@ def clip_preprocessing(dataset, num_frames=8, crop_size=112,
     num_frames: frames per video clip.
     crop_size: height and width of the frames.
     audio_seconds: audio clip length; the spectrogram has 100 frames/s.
-    frame_rate: sampling rate of the clip frames; None takes the dataset's
-      stored fps.
+    frame_rate: sampling rate of the clip frames, whatever the stored fps:
+      clip frame k shows time start + k / frame_rate (the nearest stored
+      frame before it), so a clip spans num_frames / frame_rate seconds.
+      None takes the dataset's stored fps; base.gin pins the reference's 16,
+      so that data ingested at another fps keeps the 0.5 s clip.
   """
   return Preprocessing(
       num_frames=int(num_frames), crop_size=int(crop_size),

@@ -21,9 +21,11 @@ Layout written by `generate_dataset`:
   <output_dir>/videos/<class_name>/<video_id>.mp4   H.264 + AAC (mono)
   <output_dir>/labels.csv                           path,label,split,faulty
 
-`path` is relative to `<output_dir>/videos`. With a faulty-positive rate r,
-a fraction r of the videos of each split carry the audio track of a video of
-another class (faulty=1).
+`path` is relative to `<output_dir>`, the CSV's folder
+("videos/<class_name>/<video_id>.mp4"); ingest finds the files with
+`video_dir` set to `<output_dir>` or to `<output_dir>/videos`. With a
+faulty-positive rate r, a fraction r of the videos of each split carry the
+audio track of a video of another class (faulty=1).
 """
 
 import csv
@@ -901,7 +903,8 @@ def generate_dataset(output_dir, num_classes=10, videos_per_class=100,
     name = names[class_id]
     relative = f"{name}/{name}_{video_index:0{width}d}.mp4"
     source = videos[sources[number]]
-    rows.append((relative, names[class_id], split_plan[class_id][video_index],
+    rows.append((f"{VIDEOS_DIR}/{relative}", names[class_id],
+                 split_plan[class_id][video_index],
                  int(sources[number] != number)))
     tasks.append((os.path.join(video_dir, relative), class_id, video_index,
                   source, num_classes, seed, size, float(duration), int(fps),

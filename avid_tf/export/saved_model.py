@@ -158,7 +158,7 @@ def _architecture(encoder: keras.Model) -> Dict[str, Any]:
 
 @contextlib.contextmanager
 def _local_batch_norm(encoder: keras.Model):
-  """Temporarily turns synchronized BatchNormalization layers into local ones.
+  """Temporarily makes every BatchNormalization use its whole local batch.
 
   A SavedModel runs on one device; synchronized BN would trace an all-reduce
   with a custom gradient that SavedModel cannot store (every load then warns
@@ -166,20 +166,27 @@ def _local_batch_norm(encoder: keras.Model):
   statistics up to rounding (the synchronized path takes the variance as
   E[x^2] - E[x]^2, the local one in two passes, which is more accurate).
   Downstream multi-device fine-tuning therefore uses per-replica BN.
+
+  Groups of a virtual batch size (`bn_virtual_batch_size`) are dropped too:
+  the exported training endpoint takes any batch size, and downstream
+  fine-tuning normalises over the batches it chooses.
   """
-  # pylint: disable=protected-access
-  synchronized = [
-      layer for layer in encoder._flatten_layers(include_self=True)
-      if isinstance(layer, keras.layers.BatchNormalization) and
-      layer.synchronized
-  ]
-  for layer in synchronized:
-    layer.synchronized = False
+  changed = []
+  # pylint: disable-next=protected-access
+  for layer in encoder._flatten_layers(include_self=True):
+    if not isinstance(layer, keras.layers.BatchNormalization):
+      continue
+    for attribute, local in (("synchronized", False),
+                             ("virtual_batch_size", None)):
+      value = getattr(layer, attribute, local)
+      if value != local:
+        changed.append((layer, attribute, value))
+        setattr(layer, attribute, local)
   try:
     yield
   finally:
-    for layer in synchronized:
-      layer.synchronized = True
+    for layer, attribute, value in changed:
+      setattr(layer, attribute, value)
 
 
 class _EncoderEndpoints:

@@ -43,6 +43,7 @@ class ConvBnReluBlock2D(keras.layers.Layer):
                out_channels: int,
                stride: int = 1,
                synchronized_bn: bool = False,
+               bn_virtual_batch_size: Optional[int] = None,
                **kwargs):
     """Initialises the block.
 
@@ -50,23 +51,30 @@ class ConvBnReluBlock2D(keras.layers.Layer):
       out_channels: channels of both convs.
       stride: stride of the first conv (both axes).
       synchronized_bn: all-reduce BN statistics across replicas.
+      bn_virtual_batch_size: BN training statistics over groups of this many
+        consecutive examples (None: the whole batch).
       **kwargs: base Layer arguments (name, dtype, trainable).
     """
     super().__init__(**kwargs)
     self.out_channels = int(out_channels)
     self.stride = int(stride)
     self.synchronized_bn = bool(synchronized_bn)
+    self.bn_virtual_batch_size = bn_virtual_batch_size
     dtype = self.dtype_policy
+
+    def bn(name):
+      return model_layers.batch_norm(
+          self.synchronized_bn, name=name, dtype=dtype,
+          virtual_batch_size=self.bn_virtual_batch_size)
+
     self.conv1 = model_layers.PaddedConv(
         self.out_channels, (3, 3), strides=self.stride, padding=1,
         name="conv1", dtype=dtype)
-    self.bn1 = model_layers.batch_norm(self.synchronized_bn, name="bn1",
-                                       dtype=dtype)
+    self.bn1 = bn("bn1")
     self.conv2 = model_layers.PaddedConv(
         self.out_channels, (3, 3), strides=1, padding=1, name="conv2",
         dtype=dtype)
-    self.bn2 = model_layers.batch_norm(self.synchronized_bn, name="bn2",
-                                       dtype=dtype)
+    self.bn2 = bn("bn2")
 
   def build(self, input_shape):
     shape = tuple(input_shape)
@@ -89,6 +97,7 @@ class ConvBnReluBlock2D(keras.layers.Layer):
         "out_channels": self.out_channels,
         "stride": self.stride,
         "synchronized_bn": self.synchronized_bn,
+        "bn_virtual_batch_size": self.bn_virtual_batch_size,
     })
     return config
 
@@ -107,6 +116,7 @@ class AudioConvNet(keras.Model):
                depth: int = 10,
                width_multiplier: float = 1.0,
                synchronized_bn: bool = False,
+               bn_virtual_batch_size: Optional[int] = None,
                name: Optional[str] = None,
                **kwargs):
     """Initialises the encoder.
@@ -116,11 +126,16 @@ class AudioConvNet(keras.Model):
       width_multiplier: scales every channel count, rounded to the nearest
         int; < 1 for tiny test configs.
       synchronized_bn: all-reduce BN batch statistics across replicas.
+      bn_virtual_batch_size: BN training statistics over groups of this many
+        consecutive spectrograms of each replica's batch (see
+        `layers.FusedBatchNormalization`); None uses the whole per-replica
+        batch. Excludes `synchronized_bn`.
       name: model name (default "audio_conv_net").
       **kwargs: base Model arguments (dtype, trainable).
 
     Raises:
-      ValueError: for an unsupported depth or a non-positive multiplier.
+      ValueError: for an unsupported depth, a non-positive multiplier, or
+        both `synchronized_bn` and `bn_virtual_batch_size`.
     """
     if depth not in SUPPORTED_DEPTHS:
       raise ValueError(f"AudioConvNet depth must be one of "
@@ -130,17 +145,20 @@ class AudioConvNet(keras.Model):
     self.width_multiplier = model_layers.check_width_multiplier(
         width_multiplier)
     self.synchronized_bn = bool(synchronized_bn)
+    self.bn_virtual_batch_size = bn_virtual_batch_size
     dtype = self.dtype_policy
 
     self.stem_conv = model_layers.PaddedConv(
         model_layers.scaled_width(STEM_CHANNELS, self.width_multiplier),
         (7, 7), strides=2, padding=3, name="stem_conv", dtype=dtype)
-    self.stem_bn = model_layers.batch_norm(self.synchronized_bn,
-                                           name="stem_bn", dtype=dtype)
+    self.stem_bn = model_layers.batch_norm(
+        self.synchronized_bn, name="stem_bn", dtype=dtype,
+        virtual_batch_size=self.bn_virtual_batch_size)
     self.blocks = [
         ConvBnReluBlock2D(
             model_layers.scaled_width(channels, self.width_multiplier),
             stride=stride, synchronized_bn=self.synchronized_bn,
+            bn_virtual_batch_size=self.bn_virtual_batch_size,
             name=stage_name, dtype=dtype)
         for stage_name, channels, stride in zip(STAGE_NAMES, STAGE_CHANNELS,
                                                  STAGE_STRIDES)
@@ -205,5 +223,6 @@ class AudioConvNet(keras.Model):
         "depth": self.depth,
         "width_multiplier": self.width_multiplier,
         "synchronized_bn": self.synchronized_bn,
+        "bn_virtual_batch_size": self.bn_virtual_batch_size,
     })
     return config

@@ -18,7 +18,7 @@ from avid_tf.models import r2plus1d
 
 @gin.configurable
 def build_encoders(video_depth=18, audio_depth=10, width_multiplier=1.0,
-                   synchronized_bn=False):
+                   synchronized_bn=False, bn_virtual_batch_size=None):
   """Returns the (video, audio) encoders (docs/methods.md, "Architectures").
 
   Args:
@@ -26,15 +26,20 @@ def build_encoders(video_depth=18, audio_depth=10, width_multiplier=1.0,
     audio_depth: audio ConvNet depth (only 10 exists).
     width_multiplier: scales every channel count (1.0 = published widths).
     synchronized_bn: all-reduce batch-norm statistics across replicas.
+    bn_virtual_batch_size: batch-norm training statistics over groups of
+      this many consecutive clips, whatever the device count (the
+      reference's per-GPU batch: 32 on Kinetics, 20 on AudioSet); the
+      per-replica batch must be a multiple of it. None normalises over the
+      whole per-replica batch. Excludes `synchronized_bn`.
   """
-  video_encoder = r2plus1d.R2Plus1D(depth=video_depth,
-                                    width_multiplier=width_multiplier,
-                                    synchronized_bn=synchronized_bn,
-                                    name="video_encoder")
-  audio_encoder = audio_cnn.AudioConvNet(depth=audio_depth,
-                                         width_multiplier=width_multiplier,
-                                         synchronized_bn=synchronized_bn,
-                                         name="audio_encoder")
+  video_encoder = r2plus1d.R2Plus1D(
+      depth=video_depth, width_multiplier=width_multiplier,
+      synchronized_bn=synchronized_bn,
+      bn_virtual_batch_size=bn_virtual_batch_size, name="video_encoder")
+  audio_encoder = audio_cnn.AudioConvNet(
+      depth=audio_depth, width_multiplier=width_multiplier,
+      synchronized_bn=synchronized_bn,
+      bn_virtual_batch_size=bn_virtual_batch_size, name="audio_encoder")
   return video_encoder, audio_encoder
 
 

@@ -15,6 +15,7 @@ fused kernel (`FusedBatchNormalization`). On 2 AVX2 cores with oneDNN on
 batch norm (and degrades less when the cores are shared).
 """
 
+import math
 from typing import Optional, Sequence, Tuple, Union
 
 import keras
@@ -47,7 +48,9 @@ def pytorch_default_kernel_initializer() -> keras.initializers.Initializer:
 
 def batch_norm(synchronized: bool = False,
                name: Optional[str] = None,
-               dtype=None) -> keras.layers.BatchNormalization:
+               dtype=None,
+               virtual_batch_size: Optional[int] = None
+               ) -> keras.layers.BatchNormalization:
   """Returns a channels-last BatchNormalization with PyTorch's defaults.
 
   Args:
@@ -55,13 +58,16 @@ def batch_norm(synchronized: bool = False,
       under a tf.distribute strategy (SyncBatchNorm).
     name: layer name.
     dtype: dtype policy (None: the global policy).
+    virtual_batch_size: training statistics over consecutive groups of this
+      many examples (see `FusedBatchNormalization`); None: the whole batch.
 
   Returns:
     A `keras.layers.BatchNormalization` with momentum 0.9 and epsilon 1e-5.
   """
   return FusedBatchNormalization(
       axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-      synchronized=synchronized, name=name, dtype=dtype)
+      synchronized=synchronized, virtual_batch_size=virtual_batch_size,
+      name=name, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="avid_tf")
@@ -76,9 +82,54 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   statistics updated as Keras does); training with float32 channels-last
   inputs without mask, renorm or cross-replica synchronisation takes the
   fused path, everything else is the parent's code.
+
+  With `virtual_batch_size` G (ghost batch norm, Keras 2's argument of that
+  name), training normalises each group of G consecutive examples of the
+  batch with the group's own statistics, whatever the batch: the
+  reference's BN statistics are those of its per-GPU batch, so a run on any
+  number of devices can match them. The moving statistics take one update
+  per step with the mean over the groups of their means and of their
+  (biased) variances: the statistics that training normalised with, on
+  average, where updating once per group would weight the last groups most.
+  Under a multi-replica strategy that mean is over every group of the
+  global batch (one all-reduce of 2 x channels values per layer and step,
+  which the outputs do not wait for), so the moving statistics are those of
+  one device and every replica's copy stays the same. This path is not
+  fused (per-group moments, then one normalisation); a batch that is not a
+  multiple of G is an error at trace time (or, for a batch size unknown
+  there, at run time). Inference is unchanged.
   """
 
+  def __init__(self, *args, virtual_batch_size: Optional[int] = None,
+               **kwargs):
+    """Initialises the layer.
+
+    Args:
+      *args: `keras.layers.BatchNormalization` arguments.
+      virtual_batch_size: examples per group of training statistics (None:
+        the whole batch).
+      **kwargs: `keras.layers.BatchNormalization` arguments.
+
+    Raises:
+      ValueError: a group size below 1, or groups with synchronized or
+        renormalised statistics.
+    """
+    super().__init__(*args, **kwargs)
+    if virtual_batch_size is not None:
+      virtual_batch_size = int(virtual_batch_size)
+      if virtual_batch_size < 1:
+        raise ValueError(f"virtual_batch_size must be >= 1 or None, got "
+                         f"{virtual_batch_size}")
+      if self.synchronized or self.renorm:
+        raise ValueError("virtual_batch_size cannot be combined with "
+                         "synchronized or renorm batch norm: groups are "
+                         "normalised on their own.")
+    self.virtual_batch_size = virtual_batch_size
+
   def call(self, inputs, training=None, mask=None):
+    if (training and self.trainable and mask is None and
+        self.virtual_batch_size is not None):
+      return self._grouped_call(inputs)
     if not (training and self.trainable and mask is None and
             not self.synchronized and not self.renorm and
             self.axis in (-1, len(inputs.shape) - 1) and
@@ -101,6 +152,53 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     self.moving_variance.assign(self.moving_variance * self.momentum +
                                 variance * (1.0 - self.momentum))
     return tf.reshape(outputs, dims)
+
+  def _grouped_call(self, inputs):
+    """Training step with statistics per group of `virtual_batch_size`."""
+    size = self.virtual_batch_size
+    batch = inputs.shape[0]
+    checks = []
+    if batch is None:
+      checks.append(tf.debugging.assert_equal(
+          tf.shape(inputs)[0] % size, 0, message=(
+              f"{self.name}: the batch is not a multiple of "
+              f"virtual_batch_size {size}")))
+    elif batch % size:
+      raise ValueError(f"{self.name}: batch of {batch} examples is not a "
+                       f"multiple of virtual_batch_size {size} (choose a "
+                       "per-replica batch divisible by it)")
+    dims = _dims(inputs)
+    channels = inputs.shape[-1]
+    compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
+    # Examples are contiguous along the batch axis, so each row of
+    # [groups, size * positions, channels] is one group.
+    positions = math.prod(dims[1:-1])
+    with tf.control_dependencies(checks):
+      grouped = tf.reshape(tf.cast(inputs, compute_dtype),
+                           [-1, size * positions, channels])
+    mean, variance = tf.nn.moments(grouped, axes=[1], keepdims=True)
+    outputs = tf.nn.batch_normalization(
+        grouped, mean, variance, tf.cast(self.beta, compute_dtype),
+        tf.cast(self.gamma, compute_dtype), self.epsilon)
+    averages = tf.stop_gradient(tf.concat(
+        [tf.reduce_mean(mean, axis=[0, 1]),
+         tf.reduce_mean(variance, axis=[0, 1])], axis=0))
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+      # Every replica holds as many groups: the mean over replicas is the
+      # mean over all groups of the global batch, as on one device, and the
+      # replicas' copies of the moving statistics stay identical.
+      averages = context.all_reduce(tf.distribute.ReduceOp.MEAN, averages)
+    for moving, average in zip((self.moving_mean, self.moving_variance),
+                               tf.split(averages, 2)):
+      average = tf.cast(average, moving.dtype)
+      moving.assign(moving * self.momentum + average * (1.0 - self.momentum))
+    return tf.cast(tf.reshape(outputs, dims), self.compute_dtype)
+
+  def get_config(self):
+    config = super().get_config()
+    config["virtual_batch_size"] = self.virtual_batch_size
+    return config
 
 
 def _to_tuple(value: IntOrTuple, rank: int, what: str) -> Tuple[int, ...]:

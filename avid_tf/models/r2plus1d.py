@@ -64,6 +64,7 @@ class R2Plus1DBlock(keras.layers.Layer):
                temporal_stride: int = 1,
                spatial_stride: int = 1,
                synchronized_bn: bool = False,
+               bn_virtual_batch_size: Optional[int] = None,
                **kwargs):
     """Initialises the block.
 
@@ -73,6 +74,8 @@ class R2Plus1DBlock(keras.layers.Layer):
       temporal_stride: stride of the first temporal conv and the shortcut.
       spatial_stride: stride of the first spatial conv and the shortcut.
       synchronized_bn: all-reduce BN statistics across replicas.
+      bn_virtual_batch_size: BN training statistics over groups of this many
+        consecutive clips (None: the whole batch).
       **kwargs: base Layer arguments (name, dtype, trainable).
     """
     super().__init__(**kwargs)
@@ -81,6 +84,7 @@ class R2Plus1DBlock(keras.layers.Layer):
     self.temporal_stride = int(temporal_stride)
     self.spatial_stride = int(spatial_stride)
     self.synchronized_bn = bool(synchronized_bn)
+    self.bn_virtual_batch_size = bn_virtual_batch_size
     dtype = self.dtype_policy
     spatial_stride3 = (1, self.spatial_stride, self.spatial_stride)
     temporal_stride3 = (self.temporal_stride, 1, 1)
@@ -96,8 +100,9 @@ class R2Plus1DBlock(keras.layers.Layer):
           name=name, dtype=dtype)
 
     def bn(name):
-      return model_layers.batch_norm(self.synchronized_bn, name=name,
-                                     dtype=dtype)
+      return model_layers.batch_norm(
+          self.synchronized_bn, name=name, dtype=dtype,
+          virtual_batch_size=self.bn_virtual_batch_size)
 
     self.spatial_conv1 = spatial_conv(spatial_stride3, "spatial_conv1")
     self.spatial_bn1 = bn("spatial_bn1")
@@ -161,6 +166,7 @@ class R2Plus1DBlock(keras.layers.Layer):
         "temporal_stride": self.temporal_stride,
         "spatial_stride": self.spatial_stride,
         "synchronized_bn": self.synchronized_bn,
+        "bn_virtual_batch_size": self.bn_virtual_batch_size,
     })
     return config
 
@@ -180,6 +186,7 @@ class R2Plus1D(keras.Model):
                depth: int = 18,
                width_multiplier: float = 1.0,
                synchronized_bn: bool = False,
+               bn_virtual_batch_size: Optional[int] = None,
                name: Optional[str] = None,
                **kwargs):
     """Initialises the encoder.
@@ -191,11 +198,17 @@ class R2Plus1D(keras.Model):
       synchronized_bn: all-reduce BN batch statistics across replicas
         (`BatchNormalization(synchronized=True)`), so a MirroredStrategy run
         normalises with global-batch statistics like a single device.
+      bn_virtual_batch_size: BN training statistics over groups of this many
+        consecutive clips of each replica's batch (ghost batch norm, see
+        `layers.FusedBatchNormalization`), so they do not depend on the
+        device count; None uses the whole per-replica batch. Excludes
+        `synchronized_bn`.
       name: model name (default "r2plus1d_<depth>").
       **kwargs: base Model arguments (dtype, trainable).
 
     Raises:
-      ValueError: for an unsupported depth or a non-positive multiplier.
+      ValueError: for an unsupported depth, a non-positive multiplier, or
+        both `synchronized_bn` and `bn_virtual_batch_size`.
     """
     if depth not in BLOCKS_PER_STAGE:
       raise ValueError(f"R2Plus1D depth must be one of "
@@ -205,6 +218,7 @@ class R2Plus1D(keras.Model):
     self.width_multiplier = model_layers.check_width_multiplier(
         width_multiplier)
     self.synchronized_bn = bool(synchronized_bn)
+    self.bn_virtual_batch_size = bn_virtual_batch_size
     dtype = self.dtype_policy
 
     stem_channels = model_layers.scaled_width(STEM_CHANNELS,
@@ -212,8 +226,9 @@ class R2Plus1D(keras.Model):
     self.stem_conv = model_layers.PaddedConv(
         stem_channels, (3, 7, 7), strides=(1, 2, 2), padding=(1, 3, 3),
         name="stem_conv", dtype=dtype)
-    self.stem_bn = model_layers.batch_norm(self.synchronized_bn,
-                                           name="stem_bn", dtype=dtype)
+    self.stem_bn = model_layers.batch_norm(
+        self.synchronized_bn, name="stem_bn", dtype=dtype,
+        virtual_batch_size=self.bn_virtual_batch_size)
     self.stem_pool = model_layers.PaddedMaxPool(
         (1, 3, 3), strides=(1, 2, 2), padding=(0, 1, 1), name="stem_pool",
         dtype=dtype)
@@ -232,6 +247,7 @@ class R2Plus1D(keras.Model):
             temporal_stride=stride if block_index == 0 else 1,
             spatial_stride=stride if block_index == 0 else 1,
             synchronized_bn=self.synchronized_bn,
+            bn_virtual_batch_size=self.bn_virtual_batch_size,
             name=f"{stage_name}_block{block_index + 1}", dtype=dtype))
         stage_of_block.append(stage_name)
         in_channels = out_channels
@@ -298,5 +314,6 @@ class R2Plus1D(keras.Model):
         "depth": self.depth,
         "width_multiplier": self.width_multiplier,
         "synchronized_bn": self.synchronized_bn,
+        "bn_virtual_batch_size": self.bn_virtual_batch_size,
     })
     return config

@@ -9,18 +9,36 @@ In a multi-worker run every worker takes part in every save, but only the
 chief's checkpoints are kept: the others write to a temporary folder of their
 own (`worker_directory`) that is deleted afterwards, and every worker restores
 from the chief's folder.
+
+Damaged checkpoints (files truncated or corrupted after they were written,
+e.g. by a full disk or an interrupted copy) are never deleted. A resumed run
+(`restore_newest`) continues from the newest checkpoint that reads
+completely, warns once per damaged one and sets the damaged files aside
+under another name, out of the checkpoint manager's bookkeeping, so that
+later saves neither overwrite nor delete them. Read-only users of a run
+(export, evaluation, `init_from`, through `resolve_checkpoint`) skip the
+damaged ones with the same warning and leave the folder as it is.
 """
 
 import os
 
+from absl import logging
 import tensorflow as tf
 
 from avid_tf import errors
 from avid_tf.training import strategy as strategy_lib
 
 
+# Suffix of the prefix a damaged checkpoint's files are renamed to.
+DAMAGED_SUFFIX = ".damaged"
+
+
 class CheckpointMismatchError(errors.UserError, ValueError):
   """Raised when a checkpoint does not fit the dataset or the model."""
+
+
+class DamagedCheckpointError(errors.UserError):
+  """Raised when the checkpoint asked for, or every one of a run, is damaged."""
 
 
 def _by_path(variables, owner, drop_prefix=False):
@@ -164,36 +182,180 @@ def restore(checkpoint, path, model=None, num_data=None):
     # optimizer's saved values unused on purpose.
     status.expect_partial()
   except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
-    first_line = str(e).strip().splitlines()[0][:300]
     raise CheckpointMismatchError(
         f"Checkpoint {path} does not match this model (another architecture "
-        f"or width?): {first_line}") from e
+        f"or width?): {_first_line(e)}") from e
+
+
+def checkpoint_candidates(directory):
+  """Checkpoint prefixes a folder's checkpoint state lists, newest first."""
+  state = tf.train.get_checkpoint_state(directory)
+  if state is None:
+    return []
+  latest = state.model_checkpoint_path
+  return [latest] + [path for path in reversed(
+      state.all_model_checkpoint_paths) if path != latest]
+
+
+def unreadable_reason(path):
+  """Returns why the checkpoint `path` does not read completely, or None.
+
+  Reads every saved tensor once (checksums included), so it costs a full
+  read of the checkpoint.
+  """
+  try:
+    reader = tf.train.load_checkpoint(path)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)
+  # Damaged files raise many kinds of errors: IndexError ("Read less bytes
+  # than requested"), DataLossError (checksums), NotFoundError, ...
+  except Exception as error:  # pylint: disable=broad-except
+    return f"{type(error).__name__}: {_first_line(error)}"
+  return None
+
+
+def _first_line(error):
+  lines = str(error).strip().splitlines()
+  return lines[0][:300] if lines else "no message"
+
+
+def _checkpoint_files(prefix):
+  return (tf.io.gfile.glob(prefix + ".index") +
+          tf.io.gfile.glob(prefix + ".data-?????-of-?????"))
+
+
+def _set_aside(prefix):
+  """Renames a damaged checkpoint's files to a free `<prefix>.damaged[-n]`.
+
+  Returns:
+    The new prefix.
+  """
+  target = prefix + DAMAGED_SUFFIX
+  number = 1
+  while _checkpoint_files(target):
+    number += 1
+    target = f"{prefix}{DAMAGED_SUFFIX}-{number}"
+  for path in _checkpoint_files(prefix):
+    tf.io.gfile.rename(path, target + path[len(prefix):])
+  return target
+
+
+def _forget(directory, damaged, restored):
+  """Rewrites the checkpoint state without `damaged`, `restored` the newest.
+
+  A `tf.train.CheckpointManager` created afterwards then numbers, keeps and
+  deletes checkpoints as if the damaged ones had never been written.
+  """
+  state = tf.train.get_checkpoint_state(directory)
+  timestamps = list(state.all_model_checkpoint_timestamps) or [None] * len(
+      state.all_model_checkpoint_paths)
+  kept = [(path, timestamp) for path, timestamp in zip(
+      state.all_model_checkpoint_paths, timestamps) if path not in damaged]
+  tf.__internal__.train.update_checkpoint_state(
+      directory, model_checkpoint_path=restored,
+      all_model_checkpoint_paths=[path for path, _ in kept],
+      all_model_checkpoint_timestamps=(
+          [timestamp for _, timestamp in kept]
+          if state.all_model_checkpoint_timestamps else None),
+      last_preserved_timestamp=state.last_preserved_timestamp,
+      save_relative_paths=True)
+
+
+def restore_newest(checkpoint, directory, model=None, num_data=None,
+                   set_aside_damaged=False):
+  """Restores the newest checkpoint of `directory` that reads completely.
+
+  A checkpoint whose restore fails is read once more in full: if it reads,
+  the failure is the caller's (another model or dataset) and is raised; if
+  not, it is damaged and the next older one is tried. Each damaged one
+  skipped gets a one-line warning. Call this before creating the folder's
+  `tf.train.CheckpointManager`, which reads the checkpoint state once.
+
+  Args:
+    checkpoint: a checkpoint from `make_checkpoint`.
+    directory: the run's checkpoint folder.
+    model: the AVModel behind `checkpoint` (see `restore`).
+    num_data: rows each memory bank must have (see `restore`).
+    set_aside_damaged: rename the damaged checkpoints newer than the
+      restored one (see `DAMAGED_SUFFIX`) and drop them from the checkpoint
+      state (the chief of a resumed run); otherwise leave them.
+
+  Returns:
+    The restored prefix, or None when the folder lists no checkpoint.
+
+  Raises:
+    CheckpointMismatchError: see `restore`.
+    DamagedCheckpointError: every checkpoint listed is damaged.
+  """
+  damaged = []
+  for path in checkpoint_candidates(directory):
+    try:
+      restore(checkpoint, path, model, num_data)
+    except Exception:  # pylint: disable=broad-except
+      reason = unreadable_reason(path)
+      if reason is None:
+        raise
+      damaged.append((path, reason))
+      continue
+    for bad, reason in damaged:
+      kept = _set_aside(bad) if set_aside_damaged else bad
+      logging.warning("Checkpoint %s is damaged (%s); restored %s instead. "
+                      "Its files are kept as %s.*", bad, reason, path, kept)
+    if damaged and set_aside_damaged:
+      _forget(directory, {bad for bad, _ in damaged}, path)
+    return path
+  if damaged:
+    raise DamagedCheckpointError(
+        f"No checkpoint in {directory} reads completely ("
+        + "; ".join(f"{path}: {reason}" for path, reason in damaged)
+        + "): restore the files, or use a new --model_dir.")
+  return None
 
 
 def resolve_checkpoint(run_or_checkpoint, checkpoint_subdir="checkpoints"):
   """Returns the checkpoint prefix a model_dir or checkpoint path names.
 
+  A run folder gives its newest checkpoint that reads completely; newer
+  damaged ones are skipped with a one-line warning each and left in place
+  (the run may still be training). Each candidate is read in full to check
+  it, so the caller's restore reads the checkpoint a second time.
+
   Args:
-    run_or_checkpoint: a training run's folder (its newest checkpoint is
-      taken) or a checkpoint prefix (".../checkpoints/ckpt-1000").
+    run_or_checkpoint: a training run's folder or a checkpoint prefix
+      (".../checkpoints/ckpt-1000").
     checkpoint_subdir: the checkpoint folder inside a run folder.
 
   Raises:
     FileNotFoundError: when it names neither.
+    DamagedCheckpointError: the prefix named, or every checkpoint of the
+      run, does not read completely.
   """
   if tf.io.gfile.isdir(run_or_checkpoint):
-    path = tf.train.latest_checkpoint(
+    candidates = checkpoint_candidates(
         os.path.join(run_or_checkpoint, checkpoint_subdir))
-    if not path:
+    if not candidates:
       raise FileNotFoundError(
           f"No checkpoint in {run_or_checkpoint}/{checkpoint_subdir}: is "
           f"{run_or_checkpoint} the --model_dir of a finished training run?")
-    return path
-  if not tf.io.gfile.exists(run_or_checkpoint + ".index"):
+  elif tf.io.gfile.exists(run_or_checkpoint + ".index"):
+    candidates = [run_or_checkpoint]
+  else:
     raise FileNotFoundError(
         f"{run_or_checkpoint} is neither a training run folder nor a "
         "checkpoint prefix (such as <model_dir>/checkpoints/ckpt-1000).")
-  return run_or_checkpoint
+  damaged = []
+  for path in candidates:
+    reason = unreadable_reason(path)
+    if reason is None:
+      for bad, bad_reason in damaged:
+        logging.warning("Checkpoint %s is damaged (%s); using %s instead "
+                        "(the damaged files are left as they are).", bad,
+                        bad_reason, path)
+      return path
+    damaged.append((path, reason))
+  raise DamagedCheckpointError(
+      f"No checkpoint of {run_or_checkpoint} reads completely ("
+      + "; ".join(f"{path}: {reason}" for path, reason in damaged) + ").")
 
 
 def initialize_from(model, path):

@@ -3,6 +3,7 @@
 import os
 import time
 
+from absl import logging
 import gin
 import keras
 import numpy as np
@@ -11,6 +12,7 @@ import tensorflow as tf
 from avid_tf.data import pipeline
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
+from avid_tf.data import video_ops
 from avid_tf.models import builders
 from avid_tf.training import callbacks as callbacks_lib
 from avid_tf.training import checkpointing
@@ -41,6 +43,35 @@ def build_variables(model, preprocessing, optimizer=None):
   model(preprocessing.dummy_batch(), training=False)
   if optimizer is not None:
     optimizer.build(model.trainable_variables)
+
+
+def _warn_if_crops_are_upsampled(dataset, preprocessing):
+  """Warns when the crop is larger than the stored frames' short side.
+
+  Every training crop is then upsampled (a small RandomResizedCrop about
+  5x at 224 from 128), where the reference crops from the original frames.
+  """
+  short_side = dataset.metadata.get("short_side")
+  if short_side is None or preprocessing.crop_size <= short_side:
+    return
+  logging.warning(
+      "The crop size %d exceeds the short side %d of the frames stored in "
+      "%s: every crop is upsampled. Ingest the videos with --short_side=%d "
+      "(crop / %.3f) or more.", preprocessing.crop_size, short_side,
+      dataset.directory,
+      round(preprocessing.crop_size / video_ops.EVAL_CROP_FRACTION),
+      video_ops.EVAL_CROP_FRACTION)
+
+
+def _check_bn_groups(model, per_replica_batch):
+  """Fails early when BN groups do not divide the per-replica batch."""
+  for encoder in (model.video_encoder, model.audio_encoder):
+    size = getattr(encoder, "bn_virtual_batch_size", None)
+    if size and per_replica_batch % size:
+      raise ValueError(
+          f"The per-replica batch of {per_replica_batch} clips is not a "
+          f"multiple of build_encoders.bn_virtual_batch_size = {size}; "
+          "choose train.batch_size and the device count to make it one.")
 
 
 def _instance_column(dataset, column):
@@ -106,9 +137,11 @@ def train(model_dir,
   """Pretrains an audio-visual model and checkpoints it in `model_dir`.
 
   The memory size is the number of training videos in the dataset metadata.
-  A run resumes from the newest checkpoint in `model_dir/checkpoints`; the
-  input stream is deterministic per position, so a resumed run sees exactly
-  the batches an uninterrupted run would have seen.
+  A run resumes from the newest checkpoint in `model_dir/checkpoints` that
+  reads completely (a damaged newer one is set aside with a warning, never
+  deleted; see `checkpointing.restore_newest`); the input stream is
+  deterministic per position, so a resumed run sees exactly the batches an
+  uninterrupted run would have seen.
 
   Staged training (AVID+CMA): `init_from` names an earlier run. A new run
   (no checkpoint of its own yet) starts from that run's encoder and head
@@ -156,7 +189,11 @@ def train(model_dir,
   Raises:
     checkpointing.CheckpointMismatchError: when resuming or initialising
       from an incompatible checkpoint.
+    checkpointing.DamagedCheckpointError: when no checkpoint of the run (or
+      of `init_from`) reads completely.
     callbacks_lib.NonFiniteLossError: when the loss becomes NaN or infinite.
+    ValueError: a per-replica batch that is not a multiple of
+      `build_encoders.bn_virtual_batch_size`.
   """
   if mixed_precision not in MIXED_PRECISION_POLICIES:
     raise ValueError(f"mixed_precision must be one of "
@@ -169,6 +206,7 @@ def train(model_dir,
   dataset = schema.DatasetInfo.load(dataset_dir)
   num_data = dataset.num_examples("train")
   preprocessing = preprocessing_lib.clip_preprocessing(dataset)
+  _warn_if_crops_are_upsampled(dataset, preprocessing)
   steps_per_epoch = pipeline.steps_per_epoch(dataset, batch_size,
                                              clips_per_video)
   total_steps = epochs * steps_per_epoch
@@ -177,6 +215,8 @@ def train(model_dir,
 
   with distribution.scope():
     model = builders.build_av_model(num_data=num_data, seed=seed)
+    _check_bn_groups(model,
+                     batch_size // distribution.num_replicas_in_sync)
     optimizer = keras.optimizers.Adam(
         _learning_rate(learning_rate, lr_decay_epochs, lr_decay_factor,
                        steps_per_epoch))
@@ -188,15 +228,17 @@ def train(model_dir,
     checkpoint_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
     # Left over by a worker that crashed.
     checkpointing.remove_worker_directory(checkpoint_dir, distribution)
+    # Every worker of a multi-worker run restores from the chief's folder;
+    # only the chief sets damaged checkpoints aside. The manager reads the
+    # checkpoint state after that.
+    restored = checkpointing.restore_newest(
+        checkpoint, checkpoint_dir, model,
+        set_aside_damaged=strategy_lib.is_chief(distribution))
     manager = tf.train.CheckpointManager(
         checkpoint, checkpointing.worker_directory(checkpoint_dir,
                                                    distribution),
         max_to_keep=max_checkpoints)
-    # Every worker of a multi-worker run restores from the chief's folder.
-    restored = tf.train.latest_checkpoint(checkpoint_dir)
-    if restored:
-      checkpointing.restore(checkpoint, restored, model)
-    elif init_from:
+    if not restored and init_from:
       initial = checkpointing.resolve_checkpoint(init_from, CHECKPOINT_SUBDIR)
       checkpointing.initialize_from(model, initial)
       print(f"Initialised from {initial} (weights, memory banks and "
