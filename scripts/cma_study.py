@@ -6,7 +6,8 @@ and retrieval after AVID, after AVID+CMA and after AVID continued for the
 same number of steps (the control), over several seeds. Writes
 <work_dir>/cma_study.json, cma_study_precision.png and
 cma_study_figures.png, and prints the tables. Rerunning reuses finished
-runs.
+runs (and evaluates them again, without retraining, after a change to the
+evaluation).
 
 Example:
   python scripts/cma_study.py --work_dir=/tmp/cma_study

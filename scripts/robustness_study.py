@@ -5,7 +5,8 @@ fraction of the videos has the audio of another class; every Robust xID
 variant is trained on it with the same budget and evaluated (probes,
 retrieval, and the AUC of the agreement weights for the faulty videos).
 Writes <work_dir>/robustness_study.json and one PNG per rate, and prints
-the table. Rerunning reuses finished runs.
+the table. Rerunning reuses finished runs (and evaluates them again, without
+retraining, after a change to the evaluation).
 
 Example:
   python scripts/robustness_study.py --work_dir=/tmp/robustness

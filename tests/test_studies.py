@@ -6,6 +6,7 @@ import os
 import pytest
 
 from avid_tf.studies import cma
+from avid_tf.studies import harness
 from avid_tf.studies import robustness
 from test_quickstart import TOY_BINDINGS
 
@@ -52,3 +53,37 @@ def test_cma_study_compares_agreements_and_the_control(tmp_path):
   for name in ("cma_study_precision.png", "cma_study_figures.png"):
     assert os.path.isfile(tmp_path / name)
   assert "avid_continued" in cma.format_study(study)
+
+
+def test_cached_results_of_another_evaluation_are_evaluated_again(
+    tmp_path, monkeypatch):
+  run_dir = tmp_path / "xid_seed0"
+  run_dir.mkdir()
+  cached = {"linear_probe_video_top1": 0.1, "train_steps": 7,
+            "faulty_weight_auc": 0.6}
+  (run_dir / harness.RESULT_FILE).write_text(json.dumps(cached))
+
+  def no_training(*args, **kwargs):
+    raise AssertionError("a finished run was trained again")
+
+  evaluated = []
+
+  def evaluate_run(run_dir, dataset_dir, eval_batch_size, eval_clips):
+    evaluated.append(eval_clips)
+    return {"linear_probe_video_top1": 0.9}
+
+  monkeypatch.setattr(harness.train_lib, "train", no_training)
+  monkeypatch.setattr(harness, "evaluate_run", evaluate_run)
+  monkeypatch.setattr(harness, "EVALUATION_VERSION", 2)
+  result = harness.train_and_evaluate(str(run_dir), "unused", [],
+                                      eval_clips=3)
+  # New figures, the training's own values kept, the evaluation recorded.
+  assert result == {"linear_probe_video_top1": 0.9, "train_steps": 7,
+                    "faulty_weight_auc": 0.6,
+                    "evaluation": {"version": 2, "eval_clips": 3}}
+  with open(run_dir / harness.RESULT_FILE) as f:
+    assert json.load(f) == result
+  # The same evaluation again: the cached result, nothing recomputed.
+  assert harness.train_and_evaluate(str(run_dir), "unused", [],
+                                    eval_clips=3) == result
+  assert evaluated == [3]

@@ -4,7 +4,9 @@ A study trains several variants with the same budget on the same synthetic
 dataset (`quickstart.prepare_dataset`), evaluates each with the
 quickstart's frozen-feature probes and retrieval, and writes a JSON file and
 a PNG. Each variant's result is cached in its run folder, so an interrupted
-study resumes where it stopped and a rerun only reports.
+study resumes where it stopped and a rerun only reports. A cached result
+made by another evaluation (an older `EVALUATION_VERSION`, other clips) is
+evaluated again from the finished run, without retraining.
 """
 
 import json
@@ -26,6 +28,9 @@ RESULT_FILE = "study_result.json"
 FIGURES = ("linear_probe_video_top1", "linear_probe_audio_top1",
            "retrieval_v2a_r1", "retrieval_a2v_r1", "retrieval_v2a_r5",
            "retrieval_a2v_r5")
+# Bumped whenever quickstart.evaluate_model changes what it computes; results
+# cached without the key come from version 1.
+EVALUATION_VERSION = 1
 
 
 def log(message):
@@ -49,12 +54,21 @@ def train_and_evaluate(run_dir, dataset_dir, gin_files, gin_bindings=(),
     eval_clips: clips per video in evaluation.
 
   Returns:
-    Dict of FIGURES plus train_steps, train_seconds and the epoch keys.
+    Dict of FIGURES plus train_steps, train_seconds, the epoch keys and
+    "evaluation" (the version and clips the figures were computed with).
   """
   result_path = os.path.join(run_dir, RESULT_FILE)
+  evaluation = {"version": EVALUATION_VERSION, "eval_clips": eval_clips}
   if os.path.isfile(result_path):
     with open(result_path) as f:
-      return json.load(f)
+      result = json.load(f)
+    if result.get("evaluation", {"version": 1, "eval_clips": 4}) == evaluation:
+      return result
+    log(f"evaluating {run_dir} again (the evaluation changed)")
+    result.update(evaluate_run(run_dir, dataset_dir, eval_batch_size,
+                               eval_clips), evaluation=evaluation)
+    files.write_json(result_path, result)
+    return result
   log(f"training {run_dir}")
   with gin_utils.isolated_config():
     gin_utils.parse_gin(list(gin_files), list(gin_bindings))
@@ -62,7 +76,7 @@ def train_and_evaluate(run_dir, dataset_dir, gin_files, gin_bindings=(),
                               init_from=init_from)
   result = evaluate_run(run_dir, dataset_dir, eval_batch_size, eval_clips)
   result.update(train_steps=summary["steps"],
-                train_seconds=summary["train_seconds"])
+                train_seconds=summary["train_seconds"], evaluation=evaluation)
   for key in epoch_keys:
     values = [v[key] for _, v in summary.get("epoch_logs", []) if key in v]
     result[key] = values[-1] if values else None
