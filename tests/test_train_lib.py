@@ -337,6 +337,23 @@ def test_cma_stage_resumes_exactly_with_its_positive_sets(
   assert first["steps"] == 6
   resumed = run(tmp_path / "interrupted")
   assert resumed["steps"] == 8
+  # The summary spans both sessions: epoch 0's values come from the first.
+  straight = train_lib._earlier_summary(str(tmp_path / "straight"), 8, 4,
+                                        True)
+  assert [e for e, _ in resumed["epoch_logs"]] == [0, 1]
+  for (_, values), (_, reference) in zip(resumed["epoch_logs"],
+                                         straight["epoch_logs"]):
+    assert values.keys() == reference.keys()
+    assert values["positive_set_precision"] == pytest.approx(
+        reference["positive_set_precision"])
+  assert resumed["train_seconds"] > first["train_seconds"]
+  # A rerun of the finished run trains nothing and keeps what was recorded.
+  again = run(tmp_path / "interrupted")
+  assert again["steps"] == 8
+  assert again["epoch_logs"] == [tuple(e) for e in resumed["epoch_logs"]]
+  assert again["train_seconds"] == pytest.approx(resumed["train_seconds"],
+                                                 abs=1.0)
+  assert again["final_logs"] == pytest.approx(resumed["final_logs"])
   expected = _variables(str(tmp_path / "straight"), "model/")
   actual = _variables(str(tmp_path / "interrupted"), "model/")
   assert any("positive_sets" in name for name in expected)

@@ -1,5 +1,6 @@
 """The one gin-configured training entry point of avid_tf."""
 
+import json
 import os
 import time
 
@@ -21,6 +22,8 @@ from avid_tf.training import strategy as strategy_lib
 from avid_tf.utils import files
 
 CHECKPOINT_SUBDIR = "checkpoints"
+# The run's figures, rewritten at the end of every session of the run.
+SUMMARY_FILE = "train_summary.json"
 MIXED_PRECISION_POLICIES = (None, "mixed_float16", "mixed_bfloat16")
 
 
@@ -114,6 +117,32 @@ def _adapt_for_multi_worker(model):
   model._maybe_symbolic_build = skip_symbolic_build
 
 
+def _earlier_summary(model_dir, start_step, steps_per_epoch, resumed):
+  """What the sessions before a resumed run recorded in train_summary.json.
+
+  A rerun of a finished or interrupted run would otherwise report only its
+  own part: no training seconds and no epoch-level values of the epochs it
+  did not run.
+
+  Returns:
+    Dict with the earlier "train_seconds", "final_logs" and the
+    "epoch_logs" of the epochs completed before `start_step`; empty values
+    for a fresh run or when there is no summary.
+  """
+  earlier = {"train_seconds": 0.0, "final_logs": {}, "epoch_logs": []}
+  path = os.path.join(model_dir, SUMMARY_FILE)
+  if not resumed or not os.path.isfile(path):
+    return earlier
+  with open(path) as f:
+    recorded = json.load(f)
+  completed_epochs = start_step // steps_per_epoch
+  return {"train_seconds": float(recorded.get("train_seconds", 0.0)),
+          "final_logs": recorded.get("final_logs", {}),
+          "epoch_logs": [(epoch, values) for epoch, values
+                         in recorded.get("epoch_logs", [])
+                         if epoch < completed_epochs]}
+
+
 @gin.configurable(denylist=["model_dir"])
 def train(model_dir,
           dataset_dir=gin.REQUIRED,
@@ -182,9 +211,11 @@ def train(model_dir,
     callbacks: extra Keras callbacks, run after the objective's own.
 
   Returns:
-    Dict with "steps", "train_seconds", "final_logs" (last step's logs),
-    "epoch_logs" (epoch-level values of the objective's callbacks, by epoch)
-    and "history" (list of (step, logs) every `log_every_steps`).
+    Dict with "steps", "train_seconds" (over every session of the run),
+    "final_logs" (last step's logs), "epoch_logs" (epoch-level values of the
+    objective's callbacks, by epoch, earlier sessions included) and
+    "history" (this session's (step, logs) every `log_every_steps`). All but
+    "history" are also written to `<model_dir>/train_summary.json`.
 
   Raises:
     checkpointing.CheckpointMismatchError: when resuming or initialising
@@ -245,6 +276,8 @@ def train(model_dir,
             f"{list(model.objective.inherited_state) or 'no'} objective "
             "state); fresh optimizer.")
   start_step = int(optimizer.iterations.numpy())
+  earlier = _earlier_summary(model_dir, start_step, steps_per_epoch,
+                             bool(restored))
   if restored:
     print(f"Resuming from {restored} at step {start_step}.")
 
@@ -292,14 +325,16 @@ def train(model_dir,
   finally:
     # Also after a NaN stop: nothing of a non-chief worker stays behind.
     checkpointing.remove_worker_directory(checkpoint_dir, distribution)
-  train_seconds = time.time() - start_time
-  final_logs = logger.history[-1][1] if logger.history else {}
+  train_seconds = earlier["train_seconds"] + time.time() - start_time
+  final_logs = (logger.history[-1][1] if logger.history
+                else earlier["final_logs"])
   summary = {"steps": step, "train_seconds": train_seconds,
-             "final_logs": final_logs, "epoch_logs": logger.epoch_history,
+             "final_logs": final_logs,
+             "epoch_logs": earlier["epoch_logs"] + logger.epoch_history,
              "history": logger.history}
   if is_chief:
     files.write_text(config_path, gin.operative_config_str())
     files.write_json(
-        os.path.join(model_dir, "train_summary.json"),
+        os.path.join(model_dir, SUMMARY_FILE),
         {k: v for k, v in summary.items() if k != "history"})
   return summary
