@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from avid_tf import errors
+from avid_tf import quickstart
 from avid_tf.data import pipeline
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
@@ -242,3 +243,23 @@ def test_retrieval_script_from_features_and_from_model(extracted, run_dir,
       assert from_model["instance"][direction][k] == pytest.approx(
           report["instance"][direction][k])
   assert set(from_model["class"]) == {"v2v", "a2a", "v2a", "a2v"}
+
+
+def test_quickstart_retrieval_figures_come_from_the_retrieval_module(
+    run_dir, dataset_dir):
+  model = trained_model.load_trained_model(run_dir)
+  preprocessing = preprocessing_lib.Preprocessing.read(run_dir)
+  dataset = schema.DatasetInfo.load(dataset_dir)
+  figures, val = quickstart.evaluate_model(model, dataset, preprocessing,
+                                           batch_size=4, num_clips=NUM_CLIPS)
+  report = retrieval.retrieval_report(val["video_embedding"],
+                                      val["audio_embedding"], val["label"],
+                                      ks=(1, 5))
+  for direction in ("v2a", "a2v"):
+    for k in ("r1", "r5"):
+      assert figures[f"retrieval_{direction}_{k}"] == (
+          report["instance"][direction][k])
+  for direction in ("v2v", "a2a", "v2a", "a2v"):
+    for name in ("r1", "r5", "map"):
+      assert figures[f"retrieval_class_{direction}_{name}"] == (
+          report["class"][direction][name])

@@ -195,3 +195,23 @@ def retrieval_report(video, audio, labels=None, ks=DEFAULT_KS,
                                     chunk_size=chunk_size)
         for q, k in (("v", "v"), ("a", "a"), ("v", "a"), ("a", "v"))}
   return report
+
+
+def class_figures(video, audio, labels, ks=(1, 5), prefix="retrieval_class_"):
+  """Flat class-level figures, e.g. {"retrieval_class_v2v_map": ...}.
+
+  Args:
+    video: float array [N, D].
+    audio: float array [N, D].
+    labels: int array [N] (< 0 unknown).
+    ks: Recall@k cut-offs.
+    prefix: key prefix.
+
+  Returns:
+    "<prefix><direction>_r<k>" and "<prefix><direction>_map" for v2v, a2a
+    (query left out), v2a and a2v; empty when no label is known.
+  """
+  report = retrieval_report(video, audio, labels, ks)
+  return {f"{prefix}{direction}_{name}": value
+          for direction, values in report.get("class", {}).items()
+          for name, value in values.items() if name != "num_queries"}
