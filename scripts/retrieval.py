@@ -18,11 +18,9 @@ import json
 import os
 
 from absl import flags
-import numpy as np
 
 from avid_tf import cli
 from avid_tf import errors
-from avid_tf.data import pipeline
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
 from avid_tf.eval import features
@@ -82,17 +80,9 @@ def _features_from_model(feature):
       _MODEL_DIR.value, _RANDOM_INIT.value, _SEED.value,
       num_data=dataset.splits["train"].num_examples
       if "train" in dataset.splits else None)
-  batches = pipeline.make_eval_dataset(dataset, _SPLIT.value,
-                                       _BATCH_SIZE.value,
-                                       preprocessing=preprocessing,
-                                       num_clips=_NUM_CLIPS.value)
-  collected = {}
-  for batch, values in features.feature_batches(
-      model, batches, features.MODALITIES, [feature]):
-    values["label"] = batch["label"]
-    for name, value in values.items():
-      collected.setdefault(name, []).append(value)
-  arrays = {name: np.concatenate(v) for name, v in collected.items()}
+  arrays = features.extract_arrays(
+      model, dataset, _SPLIT.value, preprocessing, names=[feature],
+      num_clips=_NUM_CLIPS.value, batch_size=_BATCH_SIZE.value)
   settings.update({"dataset_dir": os.path.abspath(_DATASET_DIR.value),
                    "split": _SPLIT.value, "num_clips": _NUM_CLIPS.value})
   return (arrays[f"video_{feature}"], arrays[f"audio_{feature}"],

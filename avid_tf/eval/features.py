@@ -207,6 +207,39 @@ def feature_batches(model, dataset, modalities, names, spatial_pool="max",
            "index": batch["index"].numpy()}, values
 
 
+def extract_arrays(model, dataset, split, preprocessing,
+                   modalities=MODALITIES, names=("pool", "embedding"),
+                   num_clips=10, batch_size=8, progress=True):
+  """Clip-averaged named features of a split, in memory.
+
+  Args:
+    model: an `AVModel`.
+    dataset: the `schema.DatasetInfo` or its folder.
+    split: split to extract.
+    preprocessing: the clip geometry (the run's `Preprocessing`).
+    modalities: entries of MODALITIES.
+    names: entries of FEATURE_NAMES (stage maps global max-pooled).
+    num_clips: clips per video, uniformly spaced, averaged.
+    batch_size: videos per model batch.
+    progress: show a progress bar.
+
+  Returns:
+    Dict: float32 [N, D] per "<modality>_<name>", and int32 "label" and
+    "index" [N], in file order.
+  """
+  batches = pipeline.make_eval_dataset(dataset, split, batch_size,
+                                       preprocessing=preprocessing,
+                                       num_clips=num_clips)
+  collected = {}
+  for batch, values in tqdm(feature_batches(model, batches, modalities, names),
+                            desc=f"features {split}", unit="batch",
+                            disable=not progress):
+    values.update(batch)
+    for name, value in values.items():
+      collected.setdefault(name, []).append(value)
+  return {name: np.concatenate(values) for name, values in collected.items()}
+
+
 def read_split_index(dataset, split):
   """Video ids, labels and indices of a split's examples, in file order.
 
@@ -369,8 +402,11 @@ def extract_to_shards(model, dataset, split, preprocessing, output_dir,
                 "num_shards": -(-num_videos // shard_size),
                 "finished_shards": [], "shapes": {}}
   index_path = os.path.join(output_dir, INDEX_FILE)
-  index = read_split_index(dataset, split)
-  if not os.path.isfile(index_path):
+  if os.path.isfile(index_path):
+    with np.load(index_path) as stored:
+      index = {key: stored[key] for key in stored.files}
+  else:
+    index = read_split_index(dataset, split)
     with files.atomic_path(index_path) as tmp_path:
       np.savez(tmp_path, **index)
   files.write_json(os.path.join(output_dir, MANIFEST_FILE), manifest)
