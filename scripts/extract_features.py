@@ -45,7 +45,10 @@ _SPATIAL_POOL = flags.DEFINE_enum(
     "spatial_pool", "max", list(features.SPATIAL_POOLS),
     "Stage maps: global max over time and space to [C] (max) or the whole "
     "map (none).")
-_SHARD_SIZE = flags.DEFINE_integer("shard_size", 1024, "Videos per shard.")
+_SHARD_SIZE = flags.DEFINE_integer(
+    "shard_size", 1024,
+    "Videos per shard (a shard is held in memory before it is written; "
+    "lower it for --spatial_pool=none or --noaverage_clips).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Videos per model batch.")
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Folder for the shards, index.npz and manifest.json.")
