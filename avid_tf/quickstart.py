@@ -177,7 +177,8 @@ def evaluate_model(model, dataset, preprocessing, batch_size=16,
 
   Returns:
     (figures, val_features): the figures dict (linear_probe_video_top1,
-    linear_probe_audio_top1, retrieval_{v2a,a2v}_r{1,5}) and the held-out
+    linear_probe_audio_top1, retrieval_{v2a,a2v}_r{1,5}, class-level
+    retrieval_class_{v2v,a2a,v2a,a2v}_{r1,r5,map}) and the held-out
     features.
   """
   splits = {split: _split_features(model, dataset, preprocessing, split,
@@ -196,6 +197,8 @@ def evaluate_model(model, dataset, preprocessing, batch_size=16,
       "retrieval_v2a_r5": recall_v2a[5],
       "retrieval_a2v_r5": recall_a2v[5],
   }
+  figures.update(retrieval.class_figures(
+      val["video_embedding"], val["audio_embedding"], val["label"]))
   return figures, val
 
 
