@@ -1,0 +1,346 @@
+"""Full fine-tuning of a video backbone on UCF-101 / HMDB-51 style datasets.
+
+The protocol (docs/methods.md, "Downstream evaluation"): backbone -> pooled
+feature -> Dropout 0.5 -> Dense; Adam, no weight decay, a multi-step
+learning-rate schedule by epoch; during the first `frozen_epochs` epochs
+only the classifier trains, the backbone frozen with BatchNorm in
+inference mode; at the first unfrozen epoch a fresh Adam takes over all
+weights. Test: `num_test_clips` clips uniformly spaced over each video;
+Video@k averages their softmax, Clip@k scores every clip alone.
+
+Output folder:
+  <output_dir>/fold_<k>/checkpoints/   model + optimizer after each epoch
+  <output_dir>/fold_<k>/progress.json  epochs completed (written after the
+                                       checkpoint of that epoch)
+  <output_dir>/fold_<k>/result.json    the fold's test scores (fold done)
+  <output_dir>/fold_<k>/tensorboard/   train loss/accuracy, lr, test scores
+  <output_dir>/summary.json            per fold and mean over folds
+A rerun continues each fold from its newest checkpoint and skips finished
+folds.
+"""
+
+import json
+import os
+import types
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from avid_tf import errors
+from avid_tf.eval import encoders
+from avid_tf.eval import finetune_data
+from avid_tf.training import checkpointing
+from avid_tf.utils import files
+
+SUMMARY_FILE = "summary.json"
+RESULT_FILE = "result.json"
+PROGRESS_FILE = "progress.json"
+METRICS = ("video_top1", "video_top5", "clip_top1", "clip_top5")
+
+
+class FinetuneClassifier(keras.Model):
+  """backbone -> [B, D] feature -> Dropout -> Dense logits."""
+
+  def __init__(self, backbone, num_classes, dropout=0.5,
+               name="finetune_classifier", **kwargs):
+    # Fixed names keep the checkpoint keys (variable paths) the same for
+    # every model a process builds.
+    super().__init__(name=name, **kwargs)
+    self.backbone = backbone
+    self.dropout = keras.layers.Dropout(dropout, name="dropout")
+    self.classifier = keras.layers.Dense(num_classes, name="classifier")
+
+  def call(self, clips, training=False):
+    features = self.backbone(clips, training=training)
+    return self.classifier(self.dropout(features, training=training))
+
+
+def learning_rate_at(epoch, base, milestones, gamma):
+  """Multi-step schedule: base * gamma ** (milestones passed by `epoch`)."""
+  return base * gamma ** sum(1 for m in milestones if epoch >= m)
+
+
+def topk_hits(probabilities, labels, k):
+  """1 where the label is among the k largest scores of a row, else 0."""
+  k = min(k, probabilities.shape[-1])
+  top = np.argsort(-probabilities, axis=-1, kind="stable")[..., :k]
+  return np.any(top == labels[..., None], axis=-1)
+
+
+def score_clips(clip_probabilities, labels):
+  """Video@1/5 (softmax averaged over a video's clips) and Clip@1/5.
+
+  Args:
+    clip_probabilities: [V, C, K] softmax of C clips of V videos.
+    labels: [V] class ids.
+
+  Returns:
+    Dict of video_top1, video_top5, clip_top1, clip_top5 in [0, 1].
+  """
+  clip_probabilities = np.asarray(clip_probabilities, np.float64)
+  labels = np.asarray(labels)
+  video = clip_probabilities.mean(axis=1)
+  clip_labels = np.broadcast_to(labels[:, None],
+                                clip_probabilities.shape[:2])
+  return {
+      "video_top1": float(topk_hits(video, labels, 1).mean()),
+      "video_top5": float(topk_hits(video, labels, 5).mean()),
+      "clip_top1": float(topk_hits(clip_probabilities, clip_labels, 1).mean()),
+      "clip_top5": float(topk_hits(clip_probabilities, clip_labels, 5).mean()),
+  }
+
+
+def predict_test_clips(model, clips, num_videos, num_clips, verbose=True):
+  """Softmax of every test clip as [V, C, K], and the labels [V]."""
+  probabilities = None
+  labels = np.full(num_videos, -1, np.int64)
+  counts = np.zeros(num_videos, np.int64)
+  predict = tf.function(lambda x: tf.nn.softmax(model(x, training=False)))
+  with tqdm.tqdm(total=num_videos * num_clips, desc="test clips", unit="clip",
+                 disable=not verbose, leave=False) as bar:
+    for video, label, position in clips:
+      scores = predict(video).numpy()
+      if probabilities is None:
+        probabilities = np.zeros((num_videos, num_clips, scores.shape[-1]),
+                                 np.float64)
+      position = position.numpy()
+      for row, pos in enumerate(position):
+        probabilities[pos, counts[pos]] = scores[row]
+        counts[pos] += 1
+      labels[position] = label.numpy()
+      bar.update(len(position))
+  if probabilities is None or not np.all(counts == num_clips):
+    raise RuntimeError(f"Expected {num_clips} test clips for each of "
+                       f"{num_videos} videos")
+  return probabilities, labels
+
+
+def _read_json(path):
+  if not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _write_scalars(writer, values, step):
+  with writer.as_default():
+    for name, value in values.items():
+      tf.summary.scalar(name, value, step=step)
+  writer.flush()
+
+
+def _checkpoint(model, optimizer):
+  """Model weights (without RNG states, whose names vary) and optimizer."""
+  return checkpointing.make_checkpoint(
+      types.SimpleNamespace(variables=model.weights), optimizer)
+
+
+def _make_optimizer(model, learning_rate, weight_decay):
+  optimizer = keras.optimizers.Adam(learning_rate,
+                                    weight_decay=weight_decay or None)
+  optimizer.build(model.trainable_variables)
+  return optimizer
+
+
+def _set_phase(model, backbone_trainable, learning_rate, weight_decay):
+  """Freezes/unfreezes the backbone and compiles with a new optimizer."""
+  model.backbone.trainable = backbone_trainable
+  optimizer = _make_optimizer(model, learning_rate, weight_decay)
+  model.compile(optimizer=optimizer,
+                loss=keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=True),
+                metrics=[keras.metrics.SparseCategoricalAccuracy(
+                    name="accuracy")])
+  return optimizer
+
+
+def _fold_model(init, random_init, num_classes, dropout, settings):
+  source = encoders.load_encoder(init, "video", random_init=random_init)
+  model = FinetuneClassifier(source.encoder, num_classes, dropout)
+  model(tf.zeros((1, settings.num_frames, settings.crop_size,
+                  settings.crop_size, 3)), training=False)
+  return model
+
+
+def finetune_fold(fold_data, source, fold_dir, init, random_init, settings,
+                  num_classes, epochs, frozen_epochs, batch_size,
+                  clips_per_video, learning_rate, lr_milestones, lr_gamma,
+                  weight_decay, dropout, num_test_clips, eval_batch_size,
+                  shuffle_buffer, seed, verbose):
+  """Trains and tests one fold (resuming it); returns its scores."""
+  result = _read_json(os.path.join(fold_dir, RESULT_FILE))
+  if result is not None:
+    return result
+  steps_per_epoch = fold_data.num_train * clips_per_video // batch_size
+  if steps_per_epoch < 1:
+    raise errors.UserError(
+        f"Fold {fold_data.fold}: {fold_data.num_train} training videos x "
+        f"{clips_per_video} clips make no batch of {batch_size}")
+  keras.utils.set_random_seed(seed + fold_data.fold)
+  model = _fold_model(init, random_init, num_classes, dropout, settings)
+  checkpoint_dir = os.path.join(fold_dir, "checkpoints")
+  progress = _read_json(os.path.join(fold_dir, PROGRESS_FILE)) or {}
+  done = int(progress.get("epochs_done", 0))
+  writer = tf.summary.create_file_writer(os.path.join(fold_dir,
+                                                      "tensorboard"))
+
+  def phase_for(epoch):
+    return epoch >= frozen_epochs
+
+  # The newest checkpoint holds the optimizer of the epoch before it.
+  optimizer = _set_phase(model, phase_for(max(done - 1, 0)), learning_rate,
+                         weight_decay)
+  if done:
+    path = os.path.join(checkpoint_dir, f"epoch-{done}")
+    try:
+      _checkpoint(model, optimizer).read(path).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as error:
+      raise checkpointing.CheckpointMismatchError(
+          f"Checkpoint {path} does not match this model (another --init or "
+          f"settings?): {str(error).splitlines()[0]}") from error
+  for epoch in range(done, epochs):
+    if epoch > 0 and phase_for(epoch) != phase_for(epoch - 1):
+      optimizer = _set_phase(model, True, learning_rate, weight_decay)
+    lr = learning_rate_at(epoch, learning_rate, lr_milestones, lr_gamma)
+    optimizer.learning_rate = lr
+    # Dropout masks depend on (seed, fold, epoch) only: a resumed epoch
+    # draws the masks it would have drawn without the interruption.
+    model.dropout.seed_generator.state.assign(
+        np.asarray([seed + fold_data.fold, epoch], np.int64))
+    train = finetune_data.train_clips(source, fold_data.train, settings,
+                                      batch_size, clips_per_video, seed,
+                                      epoch, shuffle_buffer)
+    if verbose:
+      print(f"fold {fold_data.fold} epoch {epoch + 1}/{epochs} lr {lr:.3g}"
+            f"{' (backbone frozen)' if not phase_for(epoch) else ''}")
+    history = model.fit(train.take(steps_per_epoch), epochs=1,
+                        steps_per_epoch=steps_per_epoch,
+                        shuffle=False, verbose=1 if verbose else 0)
+    _write_scalars(writer, {
+        "train/loss": history.history["loss"][-1],
+        "train/accuracy": history.history["accuracy"][-1],
+        "train/learning_rate": lr,
+        "train/backbone_trainable": float(phase_for(epoch))}, epoch + 1)
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    _checkpoint(model, optimizer).write(
+        os.path.join(checkpoint_dir, f"epoch-{epoch + 1}"))
+    files.write_json(os.path.join(fold_dir, PROGRESS_FILE),
+                     {"epochs_done": epoch + 1})
+
+  test = finetune_data.test_clips(source, fold_data.test, settings,
+                                  num_test_clips, eval_batch_size)
+  probabilities, labels = predict_test_clips(
+      model, test, fold_data.num_test, num_test_clips, verbose)
+  result = score_clips(probabilities, labels)
+  result.update(num_train_videos=fold_data.num_train,
+                num_test_videos=fold_data.num_test, epochs=epochs)
+  _write_scalars(writer, {f"test/{k}": result[k] for k in METRICS}, epochs)
+  files.write_json(os.path.join(fold_dir, RESULT_FILE), result)
+  return result
+
+
+@gin.configurable
+def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
+             tfds_name=None, split_csv_dir=None, folds=(1, 2, 3),
+             num_frames=8, crop_size=224, frame_rate=16.0, batch_size=64,
+             epochs=16, frozen_epochs=5, learning_rate=1e-4,
+             lr_milestones=(6, 10, 14), lr_gamma=0.3, weight_decay=0.0,
+             dropout=0.5, clips_per_video=10, crop_scale=(0.08, 1.0),
+             crop_ratio=(3.0 / 4.0, 4.0 / 3.0), flip_probability=0.5,
+             brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2,
+             num_test_clips=10, eval_batch_size=32, shuffle_buffer=256,
+             num_classes=None, tfds_config_template="{name}_{fold}",
+             tfds_data_dir=None, tfds_fps=25.0, seed=0, verbose=True):
+  """Fine-tunes a backbone on every fold and writes summary.json.
+
+  Args:
+    output_dir: folder of checkpoints, logs and results (see module doc).
+    init: export folder, run folder or converted checkpoint (model_dir).
+    random_init: start from random weights (of `init`'s architecture when it
+      is a run folder, else `build_encoders`' gin configuration).
+    dataset_dir: dataset folder of prepare_data.py.
+    tfds_name: TFDS video dataset instead of `dataset_dir`.
+    split_csv_dir: fold lists for `dataset_dir` (finetune_data module doc).
+    folds: fold numbers to run.
+    num_frames: frames per clip (8 or 32 in the protocol).
+    crop_size: side of the clips (224).
+    frame_rate: rate the clip frames are sampled at (16 fps).
+    batch_size: training clips per step (64 for 8 frames, 32 for 32).
+    epochs: training epochs (UCF 16, HMDB 10).
+    frozen_epochs: first epochs training only the classifier (5).
+    learning_rate: Adam's base rate (1e-4).
+    lr_milestones: epochs at which the rate is multiplied by `lr_gamma`.
+    lr_gamma: multiplier at each milestone (0.3).
+    weight_decay: Adam weight decay (0; a non-zero value is Keras' decoupled
+      decay).
+    dropout: dropout rate before the classifier (0.5).
+    clips_per_video: training clips of each video per epoch.
+    crop_scale: RandomResizedCrop area range.
+    crop_ratio: RandomResizedCrop aspect-ratio range.
+    flip_probability: horizontal flip probability.
+    brightness: colour jitter (0.4 UCF, 1.0 HMDB).
+    contrast: colour jitter (0.4 UCF, 1.0 HMDB).
+    saturation: colour jitter (0.4 UCF, 1.0 HMDB).
+    hue: colour jitter in turns (0.2).
+    num_test_clips: clips per test video (10).
+    eval_batch_size: test clips per forward pass.
+    shuffle_buffer: training videos held for shuffling.
+    num_classes: classifier width (default: the dataset's classes).
+    tfds_config_template: TFDS builder config of fold k.
+    tfds_data_dir: TFDS data folder.
+    tfds_fps: frame rate of the TFDS videos.
+    seed: seed of initialisation, order and augmentation.
+    verbose: progress bars and per-epoch lines.
+
+  Returns:
+    The summary dict: {"folds": {k: scores}, "mean": scores, ...}.
+
+  Raises:
+    errors.UserError: bad source, init or settings.
+  """
+  if init is None and not random_init:
+    raise errors.UserError("Give --init (export, model_dir or converted "
+                           "checkpoint) or --random_init")
+  if not 0 <= frozen_epochs <= epochs:
+    raise errors.UserError(f"frozen_epochs must be in [0, epochs={epochs}], "
+                           f"got {frozen_epochs}")
+  source = finetune_data.video_source(
+      dataset_dir=dataset_dir, tfds_name=tfds_name,
+      split_csv_dir=split_csv_dir, tfds_config_template=tfds_config_template,
+      tfds_data_dir=tfds_data_dir, tfds_fps=tfds_fps)
+  num_classes = finetune_data.resolve_num_classes(source, num_classes)
+  settings = finetune_data.ClipSettings(
+      num_frames=int(num_frames), crop_size=int(crop_size),
+      frame_rate=float(frame_rate), crop_scale=tuple(crop_scale),
+      crop_ratio=tuple(crop_ratio), flip_probability=float(flip_probability),
+      brightness=float(brightness), contrast=float(contrast),
+      saturation=float(saturation), hue=float(hue))
+  os.makedirs(output_dir, exist_ok=True)
+  results = {}
+  for fold in tqdm.tqdm(list(folds), desc="folds", disable=not verbose):
+    fold = int(fold)
+    results[str(fold)] = finetune_fold(
+        source.fold_data(fold), source,
+        os.path.join(output_dir, f"fold_{fold}"), init, random_init,
+        settings, num_classes, int(epochs), int(frozen_epochs),
+        int(batch_size), int(clips_per_video), float(learning_rate),
+        tuple(lr_milestones), float(lr_gamma), float(weight_decay),
+        float(dropout), int(num_test_clips), int(eval_batch_size),
+        int(shuffle_buffer), int(seed), verbose)
+  summary = {
+      "folds": results,
+      "mean": {k: float(np.mean([r[k] for r in results.values()]))
+               for k in METRICS},
+      "init": None if init is None else os.fspath(init),
+      "random_init": bool(random_init),
+      "dataset": source.name,
+      "num_classes": num_classes,
+      "num_frames": settings.num_frames,
+      "crop_size": settings.crop_size,
+      "epochs": int(epochs),
+  }
+  files.write_json(os.path.join(output_dir, SUMMARY_FILE), summary)
+  return summary
