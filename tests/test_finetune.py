@@ -255,7 +255,7 @@ def test_frozen_epochs_keep_the_backbone_and_a_rerun_resumes(
     run_dir, tiny_dataset_dir, tmp_path):
   output_dir = str(tmp_path / "out")
   settings = dict(TINY, init=run_dir, dataset_dir=tiny_dataset_dir,
-                  folds=(1,), epochs=2, frozen_epochs=1)
+                  folds=(1,), epochs=2, frozen_epochs=1, keep_checkpoints=2)
   summary = finetune.finetune(output_dir, **settings)
   checkpoints = os.path.join(output_dir, "fold_1", "checkpoints")
   initial = encoders.load_encoder(run_dir).encoder
@@ -353,8 +353,11 @@ def test_tfds_video_dataset_by_name(tmp_path):
                               policy=tfds.testing.MockPolicy.USE_CODE):
     summary = finetune.finetune(
         str(tmp_path / "out"), random_init=True, tfds_name="ucf101",
-        folds=(2,), epochs=1, frozen_epochs=1, **dict(TINY, batch_size=2))
+        folds=(2,), epochs=2, frozen_epochs=1, **dict(TINY, batch_size=2))
   assert set(summary["folds"]) == {"2"}
+  # Only the newest epoch's checkpoint is kept by default.
+  names = os.listdir(tmp_path / "out" / "fold_2" / "checkpoints")
+  assert names and all(name.startswith("epoch-2.") for name in names)
   assert summary["num_classes"] == 101
   assert summary["folds"]["2"]["num_test_videos"] == 4
   for key in finetune.METRICS:

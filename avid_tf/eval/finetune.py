@@ -9,7 +9,8 @@ weights. Test: `num_test_clips` clips uniformly spaced over each video;
 Video@k averages their softmax, Clip@k scores every clip alone.
 
 Output folder:
-  <output_dir>/fold_<k>/checkpoints/   model + optimizer after each epoch
+  <output_dir>/fold_<k>/checkpoints/   model + optimizer after the newest
+                                       epoch(s) (`keep_checkpoints`)
   <output_dir>/fold_<k>/progress.json  epochs completed (written after the
                                        checkpoint of that epoch)
   <output_dir>/fold_<k>/result.json    the fold's test scores (fold done)
@@ -19,6 +20,7 @@ A rerun continues each fold from its newest checkpoint and skips finished
 folds.
 """
 
+import glob
 import json
 import os
 import types
@@ -169,7 +171,7 @@ def finetune_fold(fold_data, source, fold_dir, init, random_init, settings,
                   num_classes, epochs, frozen_epochs, batch_size,
                   clips_per_video, learning_rate, lr_milestones, lr_gamma,
                   weight_decay, dropout, num_test_clips, eval_batch_size,
-                  shuffle_buffer, seed, verbose):
+                  shuffle_buffer, seed, verbose, keep_checkpoints=1):
   """Trains and tests one fold (resuming it); returns its scores."""
   result = _read_json(os.path.join(fold_dir, RESULT_FILE))
   if result is not None:
@@ -229,6 +231,10 @@ def finetune_fold(fold_data, source, fold_dir, init, random_init, settings,
         os.path.join(checkpoint_dir, f"epoch-{epoch + 1}"))
     files.write_json(os.path.join(fold_dir, PROGRESS_FILE),
                      {"epochs_done": epoch + 1})
+    stale = epoch + 1 - keep_checkpoints
+    if stale >= 1:
+      for path in glob.glob(os.path.join(checkpoint_dir, f"epoch-{stale}.*")):
+        os.remove(path)
 
   test = finetune_data.test_clips(source, fold_data.test, settings,
                                   num_test_clips, eval_batch_size)
@@ -253,7 +259,8 @@ def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
              brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2,
              num_test_clips=10, eval_batch_size=32, shuffle_buffer=256,
              num_classes=None, tfds_config_template="{name}_{fold}",
-             tfds_data_dir=None, tfds_fps=25.0, seed=0, verbose=True):
+             tfds_data_dir=None, tfds_fps=25.0, keep_checkpoints=1, seed=0,
+             verbose=True):
   """Fine-tunes a backbone on every fold and writes summary.json.
 
   Args:
@@ -292,6 +299,7 @@ def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
     tfds_config_template: TFDS builder config of fold k.
     tfds_data_dir: TFDS data folder.
     tfds_fps: frame rate of the TFDS videos.
+    keep_checkpoints: newest epoch checkpoints kept per fold (>= 1).
     seed: seed of initialisation, order and augmentation.
     verbose: progress bars and per-epoch lines.
 
@@ -329,7 +337,8 @@ def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
         int(batch_size), int(clips_per_video), float(learning_rate),
         tuple(lr_milestones), float(lr_gamma), float(weight_decay),
         float(dropout), int(num_test_clips), int(eval_batch_size),
-        int(shuffle_buffer), int(seed), verbose)
+        int(shuffle_buffer), int(seed), verbose,
+        keep_checkpoints=max(1, int(keep_checkpoints)))
   summary = {
       "folds": results,
       "mean": {k: float(np.mean([r[k] for r in results.values()]))
