@@ -164,6 +164,13 @@ def test_load_encoder_from_exports_and_run_folders(run_dir, export_dir):
     source = encoders.load_encoder(path)
     assert source.kind == "export"
     assert source.preprocessing["crop_size"] == 32
+  audio = encoders.load_encoder(export_dir, "audio")
+  assert audio.kind == "export" and len(audio.preprocessing[
+      "spectrogram_mean"]) == 257
+  assert encoders.load_encoder(run_dir, "audio").preprocessing[
+      "seconds"] == 1.0
+  with pytest.raises(encoders.NotAnEncoderSourceError, match="audio"):
+    encoders.load_encoder(os.path.join(export_dir, "audio_encoder"))
   from_run = encoders.load_encoder(run_dir)
   assert from_run.kind == "model_dir"
   assert from_run.preprocessing["num_frames"] == 4
