@@ -128,3 +128,31 @@ def test_other_settings_in_a_used_work_dir_are_an_error(toy_run):
   with pytest.raises(ValueError, match="other settings.*videos_per_class"):
     _run(work_dir, bindings=TOY_BINDINGS + (
         "run_quickstart.videos_per_class = 7",))
+
+
+def _readme_keras_example():
+  """The README's fine-tuning example (the block after "Fine-tune in Keras")."""
+  with open(os.path.join(os.path.dirname(__file__), os.pardir,
+                         "README.md")) as f:
+    readme = f.read()
+  section = readme[readme.index("Fine-tune in Keras with `model.fit`"):]
+  return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_keras_finetuning_example_runs(toy_run):
+  work_dir, _ = toy_run
+  code = _readme_keras_example()
+  assert 'work_dir = "quickstart_work"' in code
+  # The toy quickstart has 2 classes where the real one has 10.
+  code = code.replace('work_dir = "quickstart_work"',
+                      f"work_dir = {work_dir!r}")
+  namespace = {}
+  exec(compile(code, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+  losses = namespace["history"].history["loss"]
+  assert len(losses) == 2 and np.isfinite(losses).all()
+  # The exported encoder was fine-tuned, not just the head.
+  exported = saved_model.load_encoder_layer(namespace["encoder_dir"])
+  changes = [np.abs(w.numpy() - e.numpy()).max() for w, e in
+             zip(namespace["encoder"].weights, exported.weights)]
+  assert len(changes) == len(exported.weights) > 0
+  assert max(changes) > 0
