@@ -86,3 +86,21 @@ def test_loading_a_run_leaves_the_callers_gin_config_alone(run_dir):
   gin_utils.parse_gin([], ["build_encoders.width_multiplier = 0.5"])
   trained_model.load_trained_model(run_dir)
   assert gin.query_parameter("build_encoders.width_multiplier") == 0.5
+
+
+def test_random_init_depends_on_the_seed_alone(run_dir):
+  def weights(seed):
+    model = trained_model.build_model(run_dir, num_data=16, seed=seed)
+    return [w.numpy() for w in model.trainable_weights]
+
+  first = weights(7)
+  # Whatever the process draws in between does not change the init.
+  np.random.normal(size=10)
+  tf.random.normal([10])
+  trained_model.build_model(run_dir, num_data=16, seed=3)
+  again = weights(7)
+  other = weights(8)
+  assert len(first) == len(again) > 0
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)
+  assert any(np.abs(a - b).max() > 0 for a, b in zip(first, other))

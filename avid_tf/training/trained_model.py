@@ -8,6 +8,8 @@ left as they were, and its variables are created from the record's shapes.
 
 import os
 
+import keras
+
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.memory import memory_bank
 from avid_tf.models import av_model
@@ -34,7 +36,9 @@ def build_model(model_dir, num_data, seed=0):
     model_dir: folder of a training run (its config.gin and
       preprocessing.json describe the model and its inputs).
     num_data: rows of the memory banks.
-    seed: seed of the new weights and banks.
+    seed: seed of the new weights and banks. The global random generators
+      (Python, NumPy, TensorFlow, Keras) are reseeded with it, so that the
+      weights depend on `seed` alone, not on what the process drew before.
 
   Returns:
     An `AVModel` with freshly initialised variables.
@@ -44,6 +48,7 @@ def build_model(model_dir, num_data, seed=0):
   """
   config_path = _config_path(model_dir)
   preprocessing = preprocessing_lib.Preprocessing.read(model_dir)
+  keras.utils.set_random_seed(seed)
   with gin_utils.isolated_config():
     gin_utils.parse_gin([config_path], [], skip_unknown=True)
     model = builders.build_av_model(num_data=num_data, seed=seed)
