@@ -104,7 +104,7 @@ def main(argv):
                                       _OUTPUT_DIR.value, **common)
   else:
     report = probe_runner.audio_probe(
-        _MODEL_DIR.value, _OUTPUT_DIR.value, dataset_dir=_DATASET_DIR.value,
+        _MODEL_DIR.value, dataset_dir=_DATASET_DIR.value,
         audio_dir=_AUDIO_DIR.value, folds_csv=_FOLDS_CSV.value,
         classifier=_CLASSIFIER.value, C=_C.value,
         stages=tuple(_AUDIO_FEATURES.value), **common)

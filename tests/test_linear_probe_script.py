@@ -9,11 +9,14 @@ import wave
 import numpy as np
 import pytest
 
+from avid_tf import errors
+from avid_tf.data import schema
 from avid_tf.eval import probe_runner
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
 from conftest import REPO
 from conftest import script_env
+from conftest import write_tiny_dataset
 
 SCRIPT = os.path.join(REPO, "scripts", "linear_probe.py")
 RATE = 24000
@@ -102,10 +105,9 @@ def test_audio_probe_cross_validates_an_esc50_folder(run_dir, esc_folder,
   assert report["top1"] == report["features"]["pool"]["mean"] == 1.0
 
 
-def test_audio_probe_on_an_ingested_dataset(run_dir, tiny_dataset_dir,
-                                            tmp_path):
+def test_audio_probe_on_an_ingested_dataset(run_dir, tiny_dataset_dir):
   report = probe_runner.audio_probe(
-      run_dir, str(tmp_path), dataset_dir=tiny_dataset_dir, num_clips=2,
+      run_dir, dataset_dir=tiny_dataset_dir, num_clips=2,
       batch_size=8, classifier="logistic", progress=False)
   assert report["protocol"] == "split"
   assert 0.0 <= report["top1"] <= 1.0
@@ -122,3 +124,15 @@ def test_bad_paths_are_one_line_errors(run_dir, tmp_path, flags, message):
   assert result.returncode == 1
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith("Error:") and message in last, result.stderr
+
+
+def test_unlabelled_dataset_is_a_clear_error(run_dir, tmp_path):
+  dataset_dir = write_tiny_dataset(tmp_path, num_train=4, num_val=2,
+                                   num_frames=4)
+  path = os.path.join(dataset_dir, schema.INSTANCES_FILE)
+  with np.load(path) as arrays:
+    columns = {key: arrays[key] for key in arrays.files}
+  columns["train_label"] = np.full_like(columns["train_label"], -1)
+  np.savez(path, **columns)
+  with pytest.raises(errors.UserError, match="unlabelled"):
+    probe_runner.video_probe(run_dir, dataset_dir, str(tmp_path / "out"))

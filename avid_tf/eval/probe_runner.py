@@ -70,6 +70,19 @@ def video_probe(model_dir, dataset_dir, output_dir, train_split="train",
   The classifiers' settings (epochs, learning rate, milestones, gamma,
   stages, grids) are gin bindings of `stage_probe.train_stage_probe`.
 
+  Args:
+    model_dir: the run folder.
+    dataset_dir: an ingested, labelled dataset.
+    output_dir: folder of the probe's checkpoints and TensorBoard logs.
+    train_split: split to train on (one random clip per video per epoch).
+    test_split: split to test on.
+    num_clips: test clips per video, uniformly spaced.
+    batch_size: videos per batch.
+    random_init: probe the architecture at random initialisation.
+    checkpoint: checkpoint prefix (default: the newest).
+    seed: seed of the data order, augmentation and random init.
+    progress: show progress bars.
+
   Returns:
     The report dict ("stages": {stage: {"top1", "clip_top1"}}, ...).
   """
@@ -101,7 +114,7 @@ def video_probe(model_dir, dataset_dir, output_dir, train_split="train",
           "best_stage": max(stages, key=lambda s: stages[s]["top1"])}
 
 
-def audio_probe(model_dir, output_dir, dataset_dir=None, audio_dir=None,
+def audio_probe(model_dir, dataset_dir=None, audio_dir=None,
                 folds_csv=None, train_split="train", test_split="val",
                 num_clips=10, batch_size=16, classifier="svm", C=1.0,  # pylint: disable=invalid-name
                 stages=(audio_probe_lib.POOLED,), random_init=False,
@@ -112,11 +125,27 @@ def audio_probe(model_dir, output_dir, dataset_dir=None, audio_dir=None,
   cross-validation over the CSV's folds) or `dataset_dir` (train on
   `train_split`, test on `test_split`).
 
+  Args:
+    model_dir: the run folder.
+    dataset_dir: an ingested, labelled dataset.
+    audio_dir: a folder of audio files.
+    folds_csv: its CSV (filename, fold, target).
+    train_split: split of `dataset_dir` to train on.
+    test_split: split of `dataset_dir` to test on.
+    num_clips: clips per file, uniformly spaced.
+    batch_size: files per feature-extraction batch.
+    classifier: "svm" or "logistic".
+    C: inverse regularisation strength.
+    stages: features to probe (`audio_probe.STAGES`).
+    random_init: probe the architecture at random initialisation.
+    checkpoint: checkpoint prefix (default: the newest).
+    seed: seed of the classifier and of the random init.
+    progress: show progress bars.
+
   Returns:
     The report dict ("features": {stage: {"folds", "mean"} or {"top1"}},
     "top1": the pooled features' figure, ...).
   """
-  del output_dir  # Everything the audio probe computes goes in the report.
   if (dataset_dir is None) == (audio_dir is None):
     raise errors.UserError("Give either --dataset_dir or --audio_dir (with "
                            "--folds_csv) for the audio probe.")
