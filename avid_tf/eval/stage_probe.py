@@ -158,8 +158,10 @@ def train_stage_probe(encoder, make_train_dataset, steps_per_epoch,
   classifiers = StageClassifiers(stages, num_classes)
   optimizer = keras.optimizers.Adam(learning_rate)
   epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False)
-  checkpoint = tf.train.Checkpoint(classifiers=classifiers,
-                                   optimizer=optimizer, epoch=epoch_variable)
+  # The classifiers one by one: a Keras model's dict of layers is not a
+  # tf.train.Checkpoint dependency.
+  checkpoint = tf.train.Checkpoint(optimizer=optimizer, epoch=epoch_variable,
+                                   **classifiers.classifiers)
   manager = tf.train.CheckpointManager(
       checkpoint, os.path.join(output_dir, CHECKPOINT_SUBDIR), max_to_keep=1)
   loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
