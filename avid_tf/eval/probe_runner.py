@@ -1,0 +1,201 @@
+"""The linear-probe jobs of scripts/linear_probe.py, on a run folder.
+
+`video_probe` trains the per-stage classifiers (`stage_probe`) on an
+ingested dataset; `audio_probe` fits linear classifiers on clip features
+(`audio_probe`) of an ESC-50 style folder (cross-validation over its folds)
+or of an ingested dataset (its train and test splits). Both take the clip
+geometry from the run's preprocessing record and use either the pretrained
+encoders or, with `random_init`, the same architecture freshly initialised.
+"""
+
+import os
+
+from avid_tf import errors
+from avid_tf.data import pipeline
+from avid_tf.data import preprocessing as preprocessing_lib
+from avid_tf.data import schema
+from avid_tf.eval import audio_probe as audio_probe_lib
+from avid_tf.eval import linear_probe
+from avid_tf.eval import stage_probe
+from avid_tf.memory import memory_bank
+from avid_tf.models import av_model
+from avid_tf.training import checkpointing
+from avid_tf.training import train_lib
+from avid_tf.training import trained_model
+
+
+def load_model(model_dir, random_init=False, checkpoint=None, seed=0):
+  """The run's pretrained AVModel, or its architecture at random init."""
+  if not os.path.isdir(model_dir):
+    raise FileNotFoundError(f"--model_dir {model_dir} does not exist.")
+  if not random_init:
+    return trained_model.load_trained_model(model_dir, checkpoint)
+  try:
+    path = checkpoint or checkpointing.resolve_checkpoint(
+        model_dir, train_lib.CHECKPOINT_SUBDIR)
+    num_data = checkpointing.bank_rows(
+        path, f"{av_model.VIDEO_BANK_NAME}/{memory_bank.BANK_VARIABLE_NAME}")
+  except (FileNotFoundError, ValueError, checkpointing.CheckpointMismatchError):
+    num_data = 1  # The banks are not used by the probes.
+  return trained_model.build_model(model_dir, num_data, seed=seed)
+
+
+def _labelled_dataset(dataset_dir, splits):
+  """The DatasetInfo and its number of classes; labelled splits only."""
+  dataset = schema.DatasetInfo.load(dataset_dir)
+  for split in splits:
+    dataset.split(split)
+  maxima = []
+  for split in splits:
+    labels = dataset.instance_column(split, "label")
+    if labels is not None:
+      if len(labels) and labels.min() < 0:
+        raise errors.UserError(
+            f"Split '{split}' of {dataset_dir} has unlabelled videos "
+            "(label -1); the linear probe needs class labels.")
+      maxima.append(int(labels.max()) if len(labels) else -1)
+  num_classes = len(dataset.label_names) or (max(maxima) + 1 if maxima else 0)
+  if num_classes < 2:
+    raise errors.UserError(
+        f"{dataset_dir} records no class labels (label_names in its "
+        "metadata): the linear probe needs a labelled dataset.")
+  return dataset, num_classes
+
+
+def video_probe(model_dir, dataset_dir, output_dir, train_split="train",
+                test_split="val", num_clips=10, batch_size=32,
+                random_init=False, checkpoint=None, seed=0, progress=True):
+  """Per-stage Video@1 / Clip@1 of the run's frozen video encoder.
+
+  The classifiers' settings (epochs, learning rate, milestones, gamma,
+  stages, grids) are gin bindings of `stage_probe.train_stage_probe`.
+
+  Args:
+    model_dir: the run folder.
+    dataset_dir: an ingested, labelled dataset.
+    output_dir: folder of the probe's checkpoints and TensorBoard logs.
+    train_split: split to train on (one random clip per video per epoch).
+    test_split: split to test on.
+    num_clips: test clips per video, uniformly spaced.
+    batch_size: videos per batch.
+    random_init: probe the architecture at random initialisation.
+    checkpoint: checkpoint prefix (default: the newest).
+    seed: seed of the data order, augmentation and random init.
+    progress: show progress bars.
+
+  Returns:
+    The report dict ("stages": {stage: {"top1", "clip_top1"}}, ...).
+  """
+  dataset, num_classes = _labelled_dataset(dataset_dir,
+                                           (train_split, test_split))
+  preprocessing = preprocessing_lib.Preprocessing.read(model_dir)
+  model = load_model(model_dir, random_init, checkpoint, seed)
+  encoder = model.video_encoder
+  if not hasattr(encoder, "stage_outputs"):
+    raise errors.UserError("The run's video encoder has no stages to probe.")
+  steps = pipeline.steps_per_epoch(dataset, batch_size, 1, train_split)
+
+  def make_train_dataset(start_step):
+    return pipeline.make_train_dataset(
+        dataset, batch_size, preprocessing=preprocessing, split=train_split,
+        seed=seed, start_step=start_step)
+
+  test_dataset = pipeline.make_eval_dataset(
+      dataset, test_split, batch_size, preprocessing=preprocessing,
+      num_clips=num_clips)
+  stages = stage_probe.train_stage_probe(
+      encoder, make_train_dataset, steps, test_dataset, num_classes,
+      output_dir, progress=progress)
+  return {"modality": "video", "model_dir": model_dir,
+          "random_init": bool(random_init), "dataset_dir": dataset_dir,
+          "train_split": train_split, "test_split": test_split,
+          "num_classes": num_classes, "num_clips": num_clips,
+          "stages": stages,
+          "best_stage": max(stages, key=lambda s: stages[s]["top1"])}
+
+
+def audio_probe(model_dir, dataset_dir=None, audio_dir=None,
+                folds_csv=None, train_split="train", test_split="val",
+                num_clips=10, batch_size=16, classifier="svm", C=1.0,  # pylint: disable=invalid-name
+                stages=(audio_probe_lib.POOLED,), random_init=False,
+                checkpoint=None, seed=0, progress=True):
+  """Clip-averaged linear classification of the run's frozen audio features.
+
+  Exactly one source: `audio_dir` + `folds_csv` (ESC-50 layout:
+  cross-validation over the CSV's folds) or `dataset_dir` (train on
+  `train_split`, test on `test_split`).
+
+  Args:
+    model_dir: the run folder.
+    dataset_dir: an ingested, labelled dataset.
+    audio_dir: a folder of audio files.
+    folds_csv: its CSV (filename, fold, target).
+    train_split: split of `dataset_dir` to train on.
+    test_split: split of `dataset_dir` to test on.
+    num_clips: clips per file, uniformly spaced.
+    batch_size: files per feature-extraction batch.
+    classifier: "svm" or "logistic".
+    C: inverse regularisation strength.
+    stages: features to probe (`audio_probe.STAGES`).
+    random_init: probe the architecture at random initialisation.
+    checkpoint: checkpoint prefix (default: the newest).
+    seed: seed of the classifier and of the random init.
+    progress: show progress bars.
+
+  Returns:
+    The report dict ("features": {stage: {"folds", "mean"} or {"top1"}},
+    "top1": the pooled features' figure, ...).
+  """
+  if (dataset_dir is None) == (audio_dir is None):
+    raise errors.UserError("Give either --dataset_dir or --audio_dir (with "
+                           "--folds_csv) for the audio probe.")
+  if audio_dir is not None and folds_csv is None:
+    raise errors.UserError("--audio_dir needs --folds_csv (filename,fold,"
+                           "target columns).")
+  if audio_dir is not None and not os.path.isfile(folds_csv):
+    raise FileNotFoundError(f"--folds_csv {folds_csv} does not exist.")
+  linear_probe.make_classifier(classifier, C)  # Checks the settings early.
+  unknown = set(stages) - set(audio_probe_lib.STAGES)
+  if unknown:
+    raise errors.UserError(f"Unknown audio feature(s) {sorted(unknown)}; "
+                           f"choose from {list(audio_probe_lib.STAGES)}.")
+  preprocessing = preprocessing_lib.Preprocessing.read(model_dir)
+  if dataset_dir is not None:
+    dataset, _ = _labelled_dataset(dataset_dir, (train_split, test_split))
+  model = load_model(model_dir, random_init, checkpoint, seed)
+  encoder = model.audio_encoder
+
+  report = {"modality": "audio", "model_dir": model_dir,
+            "random_init": bool(random_init), "classifier": classifier,
+            "C": C, "num_clips": num_clips, "features": {}}
+  if audio_dir is not None:
+    data = pipeline.make_audio_folder_dataset(
+        audio_dir, folds_csv, batch_size, num_clips=num_clips,
+        audio_seconds=preprocessing.audio_seconds,
+        sample_rate=preprocessing.sample_rate,
+        spectrogram_mean=preprocessing.spectrogram_mean,
+        spectrogram_std=preprocessing.spectrogram_std)
+    features = audio_probe_lib.clip_features(encoder, data, stages, progress)
+    for stage in stages:
+      report["features"][stage] = audio_probe_lib.cross_validate(
+          features[stage], features["label"], features["fold"], classifier,
+          C, seed)
+    report.update(protocol="folds", audio_dir=audio_dir, folds_csv=folds_csv)
+    figure = "mean"
+  else:
+    split_features = {
+        split: audio_probe_lib.clip_features(
+            encoder, pipeline.make_eval_dataset(
+                dataset, split, batch_size, preprocessing=preprocessing,
+                num_clips=num_clips), stages, progress)
+        for split in (train_split, test_split)}
+    train, test = split_features[train_split], split_features[test_split]
+    for stage in stages:
+      report["features"][stage] = {"top1": linear_probe.clip_averaged_accuracy(
+          train[stage], train["label"], test[stage], test["label"],
+          classifier=classifier, C=C, seed=seed)}
+    report.update(protocol="split", dataset_dir=dataset_dir,
+                  train_split=train_split, test_split=test_split)
+    figure = "top1"
+  report["top1"] = report["features"][stages[0]][figure]
+  return report
