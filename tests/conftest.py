@@ -124,3 +124,16 @@ def clear_gin_config():
 def tiny_dataset_dir(tmp_path_factory):
   """A 16-train / 8-val video dataset in the on-disk format, shared."""
   return write_tiny_dataset(tmp_path_factory.mktemp("tiny_dataset"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory, tiny_dataset_dir):
+  """A 2-step tiny.gin training run on the tiny dataset, shared read-only."""
+  from avid_tf.training import gin_utils  # pylint: disable=g-import-not-at-top
+  from avid_tf.training import train_lib  # pylint: disable=g-import-not-at-top
+  model_dir = str(tmp_path_factory.mktemp("tiny_run"))
+  gin_utils.parse_gin(
+      [os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")],
+      [f"train.dataset_dir = '{tiny_dataset_dir}'", "train.max_steps = 2"])
+  train_lib.train(model_dir)
+  return model_dir

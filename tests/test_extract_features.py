@@ -22,24 +22,12 @@ from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
 from avid_tf.eval import features
 from avid_tf.eval import retrieval
-from avid_tf.training import gin_utils
-from avid_tf.training import train_lib
 from avid_tf.training import trained_model
 from conftest import REPO
 from conftest import script_env
 
 NUM_VAL = 8
 NUM_CLIPS = 2
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tiny_dataset_dir):
-  model_dir = str(tmp_path_factory.mktemp("run"))
-  gin_utils.parse_gin(
-      [os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")],
-      [f"train.dataset_dir = '{tiny_dataset_dir}'", "train.max_steps = 2"])
-  train_lib.train(model_dir)
-  return model_dir
 
 
 @pytest.fixture(scope="module")
@@ -95,17 +83,17 @@ def _direct_features(model, dataset_dir, preprocessing):
 
 
 @pytest.fixture(scope="module")
-def extracted(run_dir, dataset_dir, tmp_path_factory):
+def extracted(tiny_run_dir, dataset_dir, tmp_path_factory):
   output_dir = str(tmp_path_factory.mktemp("features"))
   result = _script(
-      "extract_features.py", f"--model_dir={run_dir}",
+      "extract_features.py", f"--model_dir={tiny_run_dir}",
       f"--dataset_dir={dataset_dir}", "--split=val", "--modality=both",
       "--features=pool,embedding,conv3x", f"--num_clips={NUM_CLIPS}",
       "--shard_size=3", "--batch_size=2", f"--output_dir={output_dir}")
   return output_dir, json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_shards_index_and_manifest(extracted, run_dir):
+def test_shards_index_and_manifest(extracted, tiny_run_dir):
   output_dir, printed = extracted
   assert printed["num_shards"] == 3 and printed["num_videos"] == NUM_VAL
   names = sorted(f"{m}_{f}" for m in ("video", "audio")
@@ -122,7 +110,7 @@ def test_shards_index_and_manifest(extracted, run_dir):
                                 [f"val/{i}.mp4" for i in range(NUM_VAL)])
   np.testing.assert_array_equal(loaded["label"], np.arange(NUM_VAL) % 4)
   np.testing.assert_array_equal(loaded["index"], np.arange(NUM_VAL))
-  model = trained_model.load_trained_model(run_dir)
+  model = trained_model.load_trained_model(tiny_run_dir)
   assert loaded["video_pool"].shape == (NUM_VAL,
                                         model.video_encoder.feature_dim)
   assert loaded["audio_embedding"].shape == (NUM_VAL, 16)
@@ -130,23 +118,23 @@ def test_shards_index_and_manifest(extracted, run_dir):
   for name in names:
     assert loaded[name].dtype == np.float32
   settings = loaded["settings"]
-  assert settings["model_dir"] == os.path.abspath(run_dir)
-  assert settings["checkpoint"].startswith(os.path.abspath(run_dir))
+  assert settings["model_dir"] == os.path.abspath(tiny_run_dir)
+  assert settings["checkpoint"].startswith(os.path.abspath(tiny_run_dir))
   assert settings["num_clips"] == NUM_CLIPS and settings["shard_size"] == 3
 
 
-def test_features_equal_a_direct_model_call(extracted, run_dir, dataset_dir):
+def test_features_equal_a_direct_model_call(extracted, tiny_run_dir, dataset_dir):
   output_dir, _ = extracted
   loaded = features.load_features(output_dir)
-  model = trained_model.load_trained_model(run_dir)
-  preprocessing = preprocessing_lib.Preprocessing.read(run_dir)
+  model = trained_model.load_trained_model(tiny_run_dir)
+  preprocessing = preprocessing_lib.Preprocessing.read(tiny_run_dir)
   expected = _direct_features(model, dataset_dir, preprocessing)
   for name, value in expected.items():
     np.testing.assert_allclose(loaded[name], value, rtol=1e-4, atol=1e-5,
                                err_msg=name)
 
 
-def test_rerun_rewrites_only_a_deleted_shard(extracted, run_dir, dataset_dir,
+def test_rerun_rewrites_only_a_deleted_shard(extracted, tiny_run_dir, dataset_dir,
                                              tmp_path):
   source, _ = extracted
   output_dir = str(tmp_path / "copy")
@@ -158,9 +146,9 @@ def test_rerun_rewrites_only_a_deleted_shard(extracted, run_dir, dataset_dir,
   os.remove(deleted)
   stamps = {name: os.stat(os.path.join(output_dir, name)).st_mtime_ns
             for name in os.listdir(output_dir) if name.endswith(".npy")}
-  model, identity = features.load_model(run_dir)
+  model, identity = features.load_model(tiny_run_dir)
   assert identity["checkpoint"] == manifest["settings"]["checkpoint"]
-  preprocessing = preprocessing_lib.Preprocessing.read(run_dir)
+  preprocessing = preprocessing_lib.Preprocessing.read(tiny_run_dir)
   kwargs = dict(modalities=("video", "audio"),
                 names=("pool", "embedding", "conv3x"), num_clips=NUM_CLIPS,
                 shard_size=3, batch_size=2, settings=identity, progress=False)
@@ -179,11 +167,11 @@ def test_rerun_rewrites_only_a_deleted_shard(extracted, run_dir, dataset_dir,
                                output_dir, **kwargs)
 
 
-def test_settings_mismatch_is_a_one_line_script_error(extracted, run_dir,
+def test_settings_mismatch_is_a_one_line_script_error(extracted, tiny_run_dir,
                                                       dataset_dir):
   output_dir, _ = extracted
   result = _script(
-      "extract_features.py", f"--model_dir={run_dir}",
+      "extract_features.py", f"--model_dir={tiny_run_dir}",
       f"--dataset_dir={dataset_dir}", "--split=val", "--modality=both",
       "--features=pool,embedding,conv3x", f"--num_clips={NUM_CLIPS}",
       "--shard_size=4", f"--output_dir={output_dir}", check=False)
@@ -194,11 +182,11 @@ def test_settings_mismatch_is_a_one_line_script_error(extracted, run_dir,
       "other settings (shard_size 3 there, 4 now)" in last_line)
 
 
-def test_per_clip_maps_without_spatial_pooling(run_dir, dataset_dir,
+def test_per_clip_maps_without_spatial_pooling(tiny_run_dir, dataset_dir,
                                                tmp_path):
-  model, identity = features.load_model(run_dir, random_init=True, seed=3)
+  model, identity = features.load_model(tiny_run_dir, random_init=True, seed=3)
   assert identity["checkpoint"] is None
-  preprocessing = preprocessing_lib.Preprocessing.read(run_dir)
+  preprocessing = preprocessing_lib.Preprocessing.read(tiny_run_dir)
   features.extract_to_shards(
       model, dataset_dir, "val", preprocessing, str(tmp_path),
       modalities=("audio",), names=("conv2x",), num_clips=NUM_CLIPS,
@@ -218,7 +206,7 @@ def test_per_clip_maps_without_spatial_pooling(run_dir, dataset_dir,
     features.load_features(str(tmp_path), ["video_pool"])
 
 
-def test_retrieval_script_from_features_and_from_model(extracted, run_dir,
+def test_retrieval_script_from_features_and_from_model(extracted, tiny_run_dir,
                                                        dataset_dir, tmp_path):
   features_dir, _ = extracted
   _script("retrieval.py", f"--features_dir={features_dir}")
@@ -233,7 +221,7 @@ def test_retrieval_script_from_features_and_from_model(extracted, run_dir,
   assert report["num_items"] == NUM_VAL and report["feature"] == "embedding"
 
   output_dir = str(tmp_path / "from_model")
-  _script("retrieval.py", f"--model_dir={run_dir}",
+  _script("retrieval.py", f"--model_dir={tiny_run_dir}",
           f"--dataset_dir={dataset_dir}", "--split=val",
           f"--num_clips={NUM_CLIPS}", f"--output_dir={output_dir}")
   with open(os.path.join(output_dir, "retrieval.json")) as f:
@@ -246,9 +234,9 @@ def test_retrieval_script_from_features_and_from_model(extracted, run_dir,
 
 
 def test_quickstart_retrieval_figures_come_from_the_retrieval_module(
-    run_dir, dataset_dir):
-  model = trained_model.load_trained_model(run_dir)
-  preprocessing = preprocessing_lib.Preprocessing.read(run_dir)
+    tiny_run_dir, dataset_dir):
+  model = trained_model.load_trained_model(tiny_run_dir)
+  preprocessing = preprocessing_lib.Preprocessing.read(tiny_run_dir)
   dataset = schema.DatasetInfo.load(dataset_dir)
   figures, val = quickstart.evaluate_model(model, dataset, preprocessing,
                                            batch_size=4, num_clips=NUM_CLIPS)

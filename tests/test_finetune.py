@@ -19,7 +19,6 @@ from avid_tf.eval import finetune
 from avid_tf.eval import finetune_data
 from avid_tf.export import saved_model
 from avid_tf.training import gin_utils
-from avid_tf.training import train_lib
 from avid_tf.training import trained_model
 from conftest import REPO
 from conftest import script_env
@@ -33,20 +32,10 @@ TINY_ENCODER_BINDINGS = ["build_encoders.video_depth = 10",
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tiny_dataset_dir):
-  model_dir = str(tmp_path_factory.mktemp("run"))
-  gin_utils.parse_gin(
-      [os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")],
-      [f"train.dataset_dir = '{tiny_dataset_dir}'", "train.max_steps = 2"])
-  train_lib.train(model_dir)
-  return model_dir
-
-
-@pytest.fixture(scope="module")
-def export_dir(run_dir, tmp_path_factory):
+def export_dir(tiny_run_dir, tmp_path_factory):
   path = str(tmp_path_factory.mktemp("export"))
-  model = trained_model.load_trained_model(run_dir)
-  metadata = preprocessing_lib.Preprocessing.read(run_dir).export_metadata()
+  model = trained_model.load_trained_model(tiny_run_dir)
+  metadata = preprocessing_lib.Preprocessing.read(tiny_run_dir).export_metadata()
   saved_model.export_encoders(model, path,
                               video_preprocessing=metadata["video"],
                               audio_preprocessing=metadata["audio"],
@@ -159,7 +148,7 @@ def test_protocol_gin_files_parse_with_their_values(name):
 # --- encoder sources -----------------------------------------------------------
 
 
-def test_load_encoder_from_exports_and_run_folders(run_dir, export_dir):
+def test_load_encoder_from_exports_and_run_folders(tiny_run_dir, export_dir):
   for path in (export_dir, os.path.join(export_dir, "video_encoder")):
     source = encoders.load_encoder(path)
     assert source.kind == "export"
@@ -167,18 +156,18 @@ def test_load_encoder_from_exports_and_run_folders(run_dir, export_dir):
   audio = encoders.load_encoder(export_dir, "audio")
   assert audio.kind == "export" and len(audio.preprocessing[
       "spectrogram_mean"]) == 257
-  assert encoders.load_encoder(run_dir, "audio").preprocessing[
+  assert encoders.load_encoder(tiny_run_dir, "audio").preprocessing[
       "seconds"] == 1.0
   with pytest.raises(encoders.NotAnEncoderSourceError, match="audio"):
     encoders.load_encoder(os.path.join(export_dir, "audio_encoder"))
-  from_run = encoders.load_encoder(run_dir)
+  from_run = encoders.load_encoder(tiny_run_dir)
   assert from_run.kind == "model_dir"
   assert from_run.preprocessing["num_frames"] == 4
   clips = tf.random.stateless_normal((2, 4, 32, 32, 3), [1, 2])
   np.testing.assert_allclose(
       encoders.load_encoder(export_dir).encoder(clips).numpy(),
       from_run.encoder(clips, training=False).numpy(), atol=1e-4)
-  random = encoders.load_encoder(run_dir, random_init=True)
+  random = encoders.load_encoder(tiny_run_dir, random_init=True)
   assert random.kind == "random"
   assert not np.allclose(random.encoder(clips, training=False).numpy(),
                          from_run.encoder(clips, training=False).numpy())
@@ -259,13 +248,13 @@ def test_split_csvs_select_and_relabel_the_ingested_videos(
 
 
 def test_frozen_epochs_keep_the_backbone_and_a_rerun_resumes(
-    run_dir, tiny_dataset_dir, tmp_path):
+    tiny_run_dir, tiny_dataset_dir, tmp_path):
   output_dir = str(tmp_path / "out")
-  settings = dict(TINY, init=run_dir, dataset_dir=tiny_dataset_dir,
+  settings = dict(TINY, init=tiny_run_dir, dataset_dir=tiny_dataset_dir,
                   folds=(1,), epochs=2, frozen_epochs=1, keep_checkpoints=2)
   summary = finetune.finetune(output_dir, **settings)
   checkpoints = os.path.join(output_dir, "fold_1", "checkpoints")
-  initial = encoders.load_encoder(run_dir).encoder
+  initial = encoders.load_encoder(tiny_run_dir).encoder
   after = {e: _checkpoint_tensors(os.path.join(checkpoints, f"epoch-{e}"),
                                   "video_encoder") for e in (1, 2)}
   changed = []

@@ -12,24 +12,12 @@ import pytest
 from avid_tf import errors
 from avid_tf.data import schema
 from avid_tf.eval import probe_runner
-from avid_tf.training import gin_utils
-from avid_tf.training import train_lib
 from conftest import REPO
 from conftest import script_env
 from conftest import write_tiny_dataset
 
 SCRIPT = os.path.join(REPO, "scripts", "linear_probe.py")
 RATE = 24000
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tiny_dataset_dir):
-  model_dir = str(tmp_path_factory.mktemp("run"))
-  gin_utils.parse_gin(
-      [os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")],
-      [f"train.dataset_dir = '{tiny_dataset_dir}'", "train.max_steps = 1"])
-  train_lib.train(model_dir)
-  return model_dir
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +54,10 @@ def _report(output_dir):
     return json.load(f)
 
 
-def test_video_probe_writes_per_stage_top1(run_dir, tiny_dataset_dir,
+def test_video_probe_writes_per_stage_top1(tiny_run_dir, tiny_dataset_dir,
                                            tmp_path):
   output_dir = str(tmp_path / "video")
-  result = _script(f"--model_dir={run_dir}", "--modality=video",
+  result = _script(f"--model_dir={tiny_run_dir}", "--modality=video",
                    f"--dataset_dir={tiny_dataset_dir}",
                    f"--output_dir={output_dir}", "--num_clips=2",
                    "--batch_size=8",
@@ -85,10 +73,10 @@ def test_video_probe_writes_per_stage_top1(run_dir, tiny_dataset_dir,
   assert os.listdir(os.path.join(output_dir, "tensorboard"))
 
 
-def test_audio_probe_cross_validates_an_esc50_folder(run_dir, esc_folder,
+def test_audio_probe_cross_validates_an_esc50_folder(tiny_run_dir, esc_folder,
                                                      tmp_path):
   output_dir = str(tmp_path / "audio")
-  result = _script(f"--model_dir={run_dir}", "--modality=audio",
+  result = _script(f"--model_dir={tiny_run_dir}", "--modality=audio",
                    f"--audio_dir={esc_folder}",
                    f"--folds_csv={os.path.join(esc_folder, 'folds.csv')}",
                    f"--output_dir={output_dir}", "--num_clips=3",
@@ -105,9 +93,9 @@ def test_audio_probe_cross_validates_an_esc50_folder(run_dir, esc_folder,
   assert report["top1"] == report["features"]["pool"]["mean"] == 1.0
 
 
-def test_audio_probe_on_an_ingested_dataset(run_dir, tiny_dataset_dir):
+def test_audio_probe_on_an_ingested_dataset(tiny_run_dir, tiny_dataset_dir):
   report = probe_runner.audio_probe(
-      run_dir, dataset_dir=tiny_dataset_dir, num_clips=2,
+      tiny_run_dir, dataset_dir=tiny_dataset_dir, num_clips=2,
       batch_size=8, classifier="logistic", progress=False)
   assert report["protocol"] == "split"
   assert 0.0 <= report["top1"] <= 1.0
@@ -118,15 +106,15 @@ def test_audio_probe_on_an_ingested_dataset(run_dir, tiny_dataset_dir):
     (["--modality=video", "--dataset_dir=/nonexistent/ds"], "/nonexistent"),
     (["--modality=audio"], "either --dataset_dir or --audio_dir"),
 ])
-def test_bad_paths_are_one_line_errors(run_dir, tmp_path, flags, message):
-  result = _script(f"--model_dir={run_dir}", f"--output_dir={tmp_path}",
+def test_bad_paths_are_one_line_errors(tiny_run_dir, tmp_path, flags, message):
+  result = _script(f"--model_dir={tiny_run_dir}", f"--output_dir={tmp_path}",
                    *flags)
   assert result.returncode == 1
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith("Error:") and message in last, result.stderr
 
 
-def test_unlabelled_dataset_is_a_clear_error(run_dir, tmp_path):
+def test_unlabelled_dataset_is_a_clear_error(tiny_run_dir, tmp_path):
   dataset_dir = write_tiny_dataset(tmp_path, num_train=4, num_val=2,
                                    num_frames=4)
   path = os.path.join(dataset_dir, schema.INSTANCES_FILE)
@@ -135,4 +123,4 @@ def test_unlabelled_dataset_is_a_clear_error(run_dir, tmp_path):
   columns["train_label"] = np.full_like(columns["train_label"], -1)
   np.savez(path, **columns)
   with pytest.raises(errors.UserError, match="unlabelled"):
-    probe_runner.video_probe(run_dir, dataset_dir, str(tmp_path / "out"))
+    probe_runner.video_probe(tiny_run_dir, dataset_dir, str(tmp_path / "out"))

@@ -11,20 +11,9 @@ import tensorflow as tf
 
 from avid_tf.export import saved_model
 from avid_tf.training import gin_utils
-from avid_tf.training import train_lib
 from avid_tf.training import trained_model
 from conftest import REPO
 from conftest import script_env
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tiny_dataset_dir):
-  model_dir = str(tmp_path_factory.mktemp("run"))
-  gin_utils.parse_gin(
-      [os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")],
-      [f"train.dataset_dir = '{tiny_dataset_dir}'", "train.max_steps = 2"])
-  train_lib.train(model_dir)
-  return model_dir
 
 
 def _checkpoint_banks(model_dir):
@@ -35,9 +24,9 @@ def _checkpoint_banks(model_dir):
           if name.startswith("model/") and "bank" in name}
 
 
-def test_load_trained_model_restores_the_checkpoint(run_dir):
-  model = trained_model.load_trained_model(run_dir)
-  saved = _checkpoint_banks(run_dir)
+def test_load_trained_model_restores_the_checkpoint(tiny_run_dir):
+  model = trained_model.load_trained_model(tiny_run_dir)
+  saved = _checkpoint_banks(tiny_run_dir)
   restored = sorted([model.video_bank.bank.numpy(),
                      model.audio_bank.bank.numpy()], key=lambda a: a.sum())
   expected = sorted(saved.values(), key=lambda a: a.sum())
@@ -52,13 +41,13 @@ def test_missing_run_folder_is_a_clear_error(tmp_path):
     trained_model.load_trained_model(str(tmp_path))
 
 
-def test_export_script_writes_encoders_matching_the_model(run_dir, tmp_path):
+def test_export_script_writes_encoders_matching_the_model(tiny_run_dir, tmp_path):
   export_dir = str(tmp_path / "export")
   subprocess.run([sys.executable, os.path.join(REPO, "scripts", "export.py"),
-                  f"--model_dir={run_dir}", f"--export_dir={export_dir}"],
+                  f"--model_dir={tiny_run_dir}", f"--export_dir={export_dir}"],
                  env=script_env(), check=True, capture_output=True,
                  timeout=300)
-  model = trained_model.load_trained_model(run_dir)
+  model = trained_model.load_trained_model(tiny_run_dir)
   video = tf.random.stateless_normal([2, 4, 32, 32, 3], seed=[0, 1])
   layer = saved_model.load_encoder_layer(
       os.path.join(export_dir, "video_encoder"), trainable=False)
@@ -82,22 +71,22 @@ def test_export_script_reports_a_missing_run_in_one_line(tmp_path):
       f"Error: {tmp_path / 'no_run'}")
 
 
-def test_loading_a_run_leaves_the_callers_gin_config_alone(run_dir):
+def test_loading_a_run_leaves_the_callers_gin_config_alone(tiny_run_dir):
   gin_utils.parse_gin([], ["build_encoders.width_multiplier = 0.5"])
-  trained_model.load_trained_model(run_dir)
+  trained_model.load_trained_model(tiny_run_dir)
   assert gin.query_parameter("build_encoders.width_multiplier") == 0.5
 
 
-def test_random_init_depends_on_the_seed_alone(run_dir):
+def test_random_init_depends_on_the_seed_alone(tiny_run_dir):
   def weights(seed):
-    model = trained_model.build_model(run_dir, num_data=16, seed=seed)
+    model = trained_model.build_model(tiny_run_dir, num_data=16, seed=seed)
     return [w.numpy() for w in model.trainable_weights]
 
   first = weights(7)
   # Whatever the process draws in between does not change the init.
   np.random.normal(size=10)
   tf.random.normal([10])
-  trained_model.build_model(run_dir, num_data=16, seed=3)
+  trained_model.build_model(tiny_run_dir, num_data=16, seed=3)
   again = weights(7)
   other = weights(8)
   assert len(first) == len(again) > 0
