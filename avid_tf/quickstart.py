@@ -293,6 +293,9 @@ def run_quickstart(work_dir, method="avid", gin_files=(), gin_bindings=(),
       "method": method,
       "train_seconds": sum(s["train_seconds"] for _, s in stages),
       "train_steps": train_summary["steps"],
+      "stages": [{"model_dir": stage_dir, "train_steps": s["steps"],
+                  "train_seconds": s["train_seconds"]}
+                 for stage_dir, s in stages],
       "total_seconds": time.time() - start,
       "num_videos": int(sum(metadata["num_videos"].values())),
       "num_train_videos": model.num_data,
@@ -343,9 +346,11 @@ def format_table(summary):
       f"{summary['retrieval_v2a_r5']:.1%}",
       f"retrieval a->v R@1 {summary['retrieval_a2v_r1']:.1%}  R@5 "
       f"{summary['retrieval_a2v_r5']:.1%}   (chance R@1 {chance:.1%})",
-      f"{summary['num_videos']} videos, {summary['train_steps']} training "
-      f"steps in {summary['train_seconds']:.0f} s, total "
-      f"{summary['total_seconds']:.0f} s",
+      f"{summary['num_videos']} videos; training: " + ", ".join(
+          f"{os.path.basename(stage['model_dir'])} {stage['train_steps']} "
+          f"steps in {stage['train_seconds']:.0f} s"
+          for stage in summary["stages"]) +
+      f"; this run {summary['total_seconds']:.0f} s",
       f"encoders exported to {summary['export_dir']}",
   ]
   if summary.get("positive_set_precision") is not None:

@@ -93,6 +93,9 @@ def test_rerun_reuses_the_finished_stages(toy_run):
   assert os.path.getmtime(videos) == stamp
   # Training resumed at its last step: nothing left to train.
   assert second["train_steps"] == first["train_steps"]
+  # ... and its recorded training time is kept, not replaced by this run's.
+  assert second["train_seconds"] == pytest.approx(first["train_seconds"],
+                                                  abs=1.0)
   assert second["linear_probe_video_top1"] == first["linear_probe_video_top1"]
 
 
@@ -112,7 +115,17 @@ def test_cma_reuses_the_avid_stage_and_reports_both(toy_run):
   # 2 classes of 4 training videos, sets of 2: chance is 3 / 7.
   assert written["positive_set_precision_chance"] == pytest.approx(3 / 7)
   assert 0.0 <= written["positive_set_precision"] <= 1.0
-  assert "positive-set precision" in quickstart.format_table(summary)
+  avid, cma = written["stages"]
+  assert avid["train_steps"] == avid_summary["train_steps"]
+  assert avid["train_seconds"] == pytest.approx(
+      avid_summary["train_seconds"], abs=1.0)
+  assert cma["model_dir"] == written["model_dir"]
+  assert written["train_seconds"] == pytest.approx(
+      avid["train_seconds"] + cma["train_seconds"])
+  table = quickstart.format_table(summary)
+  assert "positive-set precision" in table
+  assert f"model {avid['train_steps']} steps" in table
+  assert f"model_cma {cma['train_steps']} steps" in table
 
 
 def test_robust_xid_reports_the_faulty_weight_auc(tmp_path):
