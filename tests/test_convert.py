@@ -247,8 +247,15 @@ def test_without_torch_reading_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_script_help_explains_every_flag_without_torch():
-  code = ("import runpy, sys\n"
-          "sys.modules['torch'] = None\n"
+  # Importing torch fails as if it were not installed. (A None entry in
+  # sys.modules would break scipy, which Keras imports when scikit-learn is
+  # installed: scipy looks up torch.Tensor whenever "torch" is in sys.modules.)
+  code = ("import importlib.abc, runpy, sys\n"
+          "class NoTorch(importlib.abc.MetaPathFinder):\n"
+          "  def find_spec(self, name, path, target=None):\n"
+          "    if name.split('.')[0] == 'torch':\n"
+          "      raise ModuleNotFoundError(f'No module named {name!r}')\n"
+          "sys.meta_path.insert(0, NoTorch())\n"
           f"sys.argv = [{SCRIPT!r}, '--help']\n"
           f"runpy.run_path({SCRIPT!r}, run_name='__main__')\n")
   result = subprocess.run([sys.executable, "-c", code], env=script_env(),
