@@ -17,10 +17,6 @@ from avid_tf.data import schema
 from avid_tf.eval import audio_probe as audio_probe_lib
 from avid_tf.eval import linear_probe
 from avid_tf.eval import stage_probe
-from avid_tf.memory import memory_bank
-from avid_tf.models import av_model
-from avid_tf.training import checkpointing
-from avid_tf.training import train_lib
 from avid_tf.training import trained_model
 
 
@@ -30,14 +26,8 @@ def load_model(model_dir, random_init=False, checkpoint=None, seed=0):
     raise FileNotFoundError(f"--model_dir {model_dir} does not exist.")
   if not random_init:
     return trained_model.load_trained_model(model_dir, checkpoint)
-  try:
-    path = checkpoint or checkpointing.resolve_checkpoint(
-        model_dir, train_lib.CHECKPOINT_SUBDIR)
-    num_data = checkpointing.bank_rows(
-        path, f"{av_model.VIDEO_BANK_NAME}/{memory_bank.BANK_VARIABLE_NAME}")
-  except (FileNotFoundError, ValueError, checkpointing.CheckpointMismatchError):
-    num_data = 1  # The banks are not used by the probes.
-  return trained_model.build_model(model_dir, num_data, seed=seed)
+  # One bank row: the probes do not use the banks.
+  return trained_model.build_model(model_dir, 1, seed=seed)
 
 
 def _labelled_dataset(dataset_dir, splits):
