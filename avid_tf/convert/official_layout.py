@@ -313,34 +313,36 @@ def check_model_keys(keys, arch: Architecture,
     CheckpointLayoutError: one line naming (some of) the missing and the
       unknown keys.
   """
-  keys = set(keys)
-  expected = set(weight_map(arch))
-  missing = expected - keys
-  unknown = keys - expected - set(optional_model_keys(arch))
-  if missing or unknown:
-    parts = []
-    if missing:
-      parts.append(f"{len(missing)} missing keys ({_examples(missing)})")
-    if unknown:
-      parts.append(f"{len(unknown)} unknown keys ({_examples(unknown)})")
+  parts = _key_differences(keys, weight_map(arch), optional_model_keys(arch),
+                           "{count} {kind} keys ({examples})")
+  if parts:
     raise CheckpointLayoutError(
         f"{source} does not match the official AVID-CMA R(2+1)D-"
         f"{arch.video_depth} / audio ConvNet layout it appears to hold: "
         f"{' and '.join(parts)}.")
 
 
+def _key_differences(keys, required, optional, template):
+  """The missing required and the unknown keys, each formatted by `template`.
+
+  `template` takes {count}, {kind} ("missing" or "unknown") and {examples};
+  an empty list means the keys are as expected.
+  """
+  keys = set(keys)
+  required = set(required)
+  differences = (("missing", required - keys),
+                 ("unknown", keys - required - set(optional)))
+  return [template.format(count=len(found), kind=kind,
+                          examples=_examples(found))
+          for kind, found in differences if found]
+
+
 def check_entries(keys, expected_required, expected_optional, what: str,
                   source: str = "The checkpoint") -> None:
   """Fails with one line when a dict lacks or has unexpected entries."""
-  keys = set(keys)
-  missing = set(expected_required) - keys
-  unknown = keys - set(expected_required) - set(expected_optional)
-  if missing or unknown:
-    parts = []
-    if missing:
-      parts.append(f"missing {_examples(missing)}")
-    if unknown:
-      parts.append(f"unknown {_examples(unknown)}")
+  parts = _key_differences(keys, expected_required, expected_optional,
+                           "{kind} {examples}")
+  if parts:
     raise CheckpointLayoutError(
         f"{source} is not an official AVID-CMA training checkpoint: its "
         f"{what} has {' and '.join(parts)} (expected "
