@@ -37,6 +37,7 @@ from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.models import builders
 from avid_tf.models import flops
 from avid_tf.training import gin_utils
+from avid_tf.training import optimizers
 from avid_tf.training import strategy as strategy_lib
 from avid_tf.training import train_lib
 
@@ -229,7 +230,7 @@ def benchmark_train_step(batch_size=8, num_frames=8, crop_size=112,
           num_data, video_depth=video_depth,
           width_multiplier=width_multiplier, num_negatives=num_negatives,
           gin_files=gin_files, gin_bindings=gin_bindings, seed=seed)
-      optimizer = keras.optimizers.Adam(2e-4)
+      optimizer = optimizers.build_optimizer(2e-4)
       model.compile(optimizer=optimizer, jit_compile=jit_compile)
       # Under a strategy or XLA the traced step cannot create variables.
       train_lib.build_variables(model, preprocessing, optimizer)

@@ -17,6 +17,7 @@ from avid_tf.data import video_ops
 from avid_tf.models import builders
 from avid_tf.training import callbacks as callbacks_lib
 from avid_tf.training import checkpointing
+from avid_tf.training import optimizers
 from avid_tf.training import run_info
 from avid_tf.training import strategy as strategy_lib
 from avid_tf.utils import files
@@ -193,7 +194,7 @@ def train(model_dir,
     epochs: number of epochs; an epoch visits every training video
       `clips_per_video` times.
     clips_per_video: visits of each video per epoch.
-    learning_rate: Adam learning rate.
+    learning_rate: Adam learning rate (`optimizers.build_optimizer`).
     lr_decay_epochs: epochs at which the learning rate is multiplied by
       `lr_decay_factor` (the released configs keep it constant).
     lr_decay_factor: multiplicative decay at each of `lr_decay_epochs`.
@@ -248,7 +249,7 @@ def train(model_dir,
     model = builders.build_av_model(num_data=num_data, seed=seed)
     _check_bn_groups(model,
                      batch_size // distribution.num_replicas_in_sync)
-    optimizer = keras.optimizers.Adam(
+    optimizer = optimizers.build_optimizer(
         _learning_rate(learning_rate, lr_decay_epochs, lr_decay_factor,
                        steps_per_epoch))
     model.compile(optimizer=optimizer, jit_compile=jit_compile)
