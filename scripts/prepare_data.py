@@ -60,6 +60,12 @@ _MISSING_AUDIO = flags.DEFINE_enum(
 _MIN_DURATION = flags.DEFINE_float(
     "min_duration", 0.5, "Videos shorter than this many seconds (one clip "
     "is 8 frames at 16 fps = 0.5 s) are skipped.")
+_SHUFFLE_SEED = flags.DEFINE_integer(
+    "shuffle_seed", 0,
+    "Seed of each split's random record order across the shards; a video's "
+    "memory index is its position in that order. Any contiguous run of "
+    "records is then a uniform sample of the split even when the folder is "
+    "sorted by class. A negative value keeps the sorted path order.")
 _PROGRESS = flags.DEFINE_bool(
     "progress", True, "Show a progress bar (--noprogress hides it).")
 flags.mark_flags_as_required(["video_dir", "output_dir"])
@@ -74,6 +80,7 @@ def main(argv):
       short_side=_SHORT_SIDE.value, sample_rate=_SAMPLE_RATE.value,
       jpeg_quality=_JPEG_QUALITY.value, num_workers=_NUM_WORKERS.value,
       missing_audio=_MISSING_AUDIO.value, min_duration=_MIN_DURATION.value,
+      shuffle_seed=_SHUFFLE_SEED.value if _SHUFFLE_SEED.value >= 0 else None,
       show_progress=_PROGRESS.value)
   print("\n".join(ingest.summarize(report)))
   print(f"Elapsed: {time.time() - start:.1f} s")

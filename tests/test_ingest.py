@@ -73,6 +73,9 @@ def _ingest(video_dir, output_dir, **kwargs):
   kwargs.setdefault("short_side", _SHORT_SIDE)
   kwargs.setdefault("num_workers", 1)
   kwargs.setdefault("show_progress", False)
+  # Sorted order, so that indices are known in advance; the seeded order has
+  # its own tests.
+  kwargs.setdefault("shuffle_seed", None)
   return ingest.ingest(video_dir, output_dir, "toy", **kwargs)
 
 
@@ -147,6 +150,95 @@ def test_splits_indices_and_labels(clean_dataset):
   indexed = {f["path"]: (f["split"], f["index"]) for f in report["files"]}
   assert indexed["dog/d2.mp4"] == ("train", 2)
   assert indexed["cat/c2.mp4"] == ("val", 0)
+
+
+_NUM_CLASSES = 10
+_VIDEOS_PER_CLASS = 8
+
+
+@pytest.fixture(scope="module")
+def class_sorted_datasets(tmp_path_factory):
+  """10 classes x 8 videos listed class by class, ingested 8 per shard with
+  the default seeded order and with the sorted order (shuffle_seed None)."""
+  root = tmp_path_factory.mktemp("class_sorted")
+  labels_csv = root / "labels.csv"
+  with open(labels_csv, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["path", "label"])
+    for c in range(_NUM_CLASSES):
+      for v in range(_VIDEOS_PER_CLASS):
+        path = f"class{c}/video{v}.mp4"
+        _write_video(str(root / "videos" / path), num_frames=15,
+                     frequency=200.0 + 50 * c)
+        writer.writerow([path, f"class{c}"])
+  directories = {}
+  for seed in (0, None):
+    output_dir = str(root / f"out_{seed}")
+    _ingest(str(root / "videos"), output_dir, labels_csv=str(labels_csv),
+            videos_per_shard=_VIDEOS_PER_CLASS, shuffle_seed=seed)
+    directories[seed] = schema.dataset_dir(output_dir, "toy")
+  return directories
+
+
+def _labels_in_record_order(directory):
+  info = schema.DatasetInfo.load(directory)
+  records = tf.data.TFRecordDataset(list(info.split("train").paths))
+  examples = [tf.train.Example.FromString(r.numpy()) for r in records]
+  return [(e.features.feature["index"].int64_list.value[0],
+           e.features.feature["label"].int64_list.value[0])
+          for e in examples]
+
+
+def test_records_are_written_in_a_seeded_random_order(class_sorted_datasets):
+  shuffled = _labels_in_record_order(class_sorted_datasets[0])
+  in_order = _labels_in_record_order(class_sorted_datasets[None])
+  # The memory index is the position in the record order.
+  assert [i for i, _ in shuffled] == list(range(80))
+  assert [i for i, _ in in_order] == list(range(80))
+  # The first 24 records of the class-sorted input already hold nearly every
+  # class (a uniform sample misses 0.45 of 10 classes on average); without
+  # the shuffle they hold 3, and each shard one class.
+  assert len({label for _, label in shuffled[:24]}) >= _NUM_CLASSES - 1
+  assert len({label for _, label in in_order[:24]}) == 3
+  # Labels and the instances file follow the new order.
+  info = schema.DatasetInfo.load(class_sorted_datasets[0])
+  np.testing.assert_array_equal(info.instance_column("train", "label"),
+                                [label for _, label in shuffled])
+  assert schema.read_metadata(class_sorted_datasets[0])["shuffle_seed"] == 0
+  assert sorted(label for _, label in shuffled) == sorted(
+      label for _, label in in_order)
+
+
+def _expected_distinct_labels(class_sizes, batch_size):
+  """E[distinct classes] in `batch_size` draws without replacement."""
+  total = sum(class_sizes)
+  return sum(1 - math.comb(total - n, batch_size) / math.comb(total,
+                                                              batch_size)
+             for n in class_sizes)
+
+
+def test_training_batches_mix_classes_like_a_uniform_permutation(
+    class_sorted_datasets):
+  from avid_tf.data import pipeline  # pylint: disable=g-import-not-at-top
+  from avid_tf.data import preprocessing  # pylint: disable=g-import-not-at-top
+  batch_size = 8
+  expected = _expected_distinct_labels([_VIDEOS_PER_CLASS] * _NUM_CLASSES,
+                                       batch_size)
+  distinct = {}
+  for seed, directory in class_sorted_datasets.items():
+    geometry = preprocessing.Preprocessing(
+        num_frames=2, crop_size=16, frame_rate=16, audio_seconds=0.5,
+        sample_rate=_RATE, spectrogram_mean=[0.0] * audio_ops.NUM_BINS,
+        spectrogram_std=[1.0] * audio_ops.NUM_BINS)
+    # One shard file per shuffle group: the smallest shuffle window.
+    stream = pipeline.make_train_dataset(directory, batch_size,
+                                         preprocessing=geometry,
+                                         shards_per_group=1)
+    distinct[seed] = np.mean([len(set(batch["label"].numpy().tolist()))
+                              for batch in stream.take(20)])
+  # ~5.8 expected; the sorted order gives 1 per batch.
+  assert abs(distinct[0] - expected) < 0.8
+  assert distinct[None] < 2
 
 
 def test_labels_and_faulty_flags_by_memory_row(clean_dataset):

@@ -14,8 +14,14 @@ ingest resumes at video granularity:
    skips files whose record exists. Records are keyed by the file's
    relative path, size, modification time and the decode settings, so a
    changed file or setting is decoded again.
-2. Write (fast, one process). Successfully decoded videos get index
-   0..N-1 per split in sorted video-id order; shards are written atomically
+2. Write (fast, one process). Successfully decoded videos of each split
+   are put in a seeded random order (`shuffle_seed`: a permutation of the
+   sorted video ids, so it depends only on the set of videos, the split and
+   the seed) and get index 0..N-1 in that order, written across the shards
+   in that order: any contiguous run of records, a shard or the reader's
+   group of shards, is a uniform sample of the split, whatever the folder
+   layout (class-sorted `class/video.mp4` trees included). Shards are
+   written atomically
    with `schema.write_shard`; the per-frequency mean/std of the
    log-spectrogram (docs/methods.md, "Inputs and augmentation") over the
    train split and the metadata go to `avid_metadata.json`; `ingest_report.json` lists every
@@ -576,6 +582,17 @@ class _SpectrogramStats:
     return mean.tolist(), np.sqrt(variance).tolist()
 
 
+def _record_order(items, split, seed):
+  """A split's items in a random order seeded by (seed, split name)."""
+  if seed is None:
+    return items
+  split_key = int.from_bytes(hashlib.sha256(split.encode()).digest()[:8],
+                             "little")
+  order = np.random.default_rng([int(seed), split_key]).permutation(
+      len(items))
+  return [items[i] for i in order]
+
+
 def _plan_shards(items, max_videos, max_bytes):
   """Splits a list of (video_id, work_file, ...) items into shard lists."""
   shards, current, current_bytes = [], [], 0
@@ -599,7 +616,8 @@ def _write_dataset(directory, name, splits, stats, videos_per_shard,
   Args:
     directory: dataset folder.
     name: dataset name.
-    splits: dict split -> list of (video_id, work_file, label) sorted by id.
+    splits: dict split -> list of (video_id, work_file, label) in record
+      order.
     stats: `_SpectrogramStats` fed with the train split's audio.
     videos_per_shard: most videos per shard.
     max_shard_bytes: most (approximate) bytes per shard.
@@ -658,7 +676,7 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
            short_side=128, sample_rate=24000, jpeg_quality=90,
            num_workers=None, missing_audio="skip", min_duration=0.5,
            videos_per_shard=256, max_shard_bytes=256 * 2**20,
-           show_progress=True):
+           shuffle_seed=0, show_progress=True):
   """Decodes a folder of videos into the on-disk dataset of `schema.py`.
 
   Args:
@@ -684,6 +702,8 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
     min_duration: videos shorter than this many seconds are skipped.
     videos_per_shard: most videos per shard file.
     max_shard_bytes: approximate largest shard file size.
+    shuffle_seed: seed of each split's record order (and so of the memory
+      index of each video); None keeps the sorted video-id order.
     show_progress: whether to show a progress bar.
 
   Returns:
@@ -745,7 +765,8 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
         f"skipped ({_format_counts(report['counts_by_status'])}); see "
         f"{report_path}.")
   split_order = sorted(splits, key=lambda s: (s != "train", s))
-  splits = {s: sorted(splits[s]) for s in split_order}
+  splits = {s: _record_order(sorted(splits[s]), s, shuffle_seed)
+            for s in split_order}
   indices = {item[0]: (split, i) for split, items in splits.items()
              for i, item in enumerate(items)}
 
@@ -771,6 +792,7 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
       "jpeg_quality": options.jpeg_quality,
       "min_duration": options.min_duration,
       "missing_audio": options.missing_audio,
+      "shuffle_seed": shuffle_seed,
       "video_dir": video_dir,
       "labels_csv": os.path.abspath(labels_csv) if labels_csv else None,
   }
