@@ -162,10 +162,42 @@ def test_train_batches_follow_the_contract(dataset_dir, reference_batches):
   assert len(clips) >= 2 and not np.array_equal(clips[0], clips[1])
 
 
-def test_steps_per_epoch(dataset_dir):
+def test_steps_per_epoch_counts_whole_batches(dataset_dir):
   assert pipeline.steps_per_epoch(dataset_dir, 4, 2) == 3
   assert pipeline.steps_per_epoch(dataset_dir, 5, 10) == 12
-  assert pipeline.steps_per_epoch(dataset_dir, 2, 1, split="val") == 2
+  assert pipeline.steps_per_epoch(dataset_dir, 4, 3) == 4  # 18 visits
+  assert pipeline.steps_per_epoch(dataset_dir, 4, 1) == 1  # 6 visits
+  # 2 pipelines own the shards of 2 and 4 videos, 2 elements each per step:
+  # the smaller share's 6 visits make 3 steps.
+  assert pipeline.steps_per_epoch(dataset_dir, 4, 3,
+                                  num_input_pipelines=2) == 3
+  with pytest.raises(ValueError, match="do not fill one batch of 8"):
+    pipeline.steps_per_epoch(dataset_dir, 8, 1)
+
+
+def test_exact_epochs_drop_the_visits_that_do_not_fill_a_batch(
+    dataset_dir, reference_batches):
+  # 6 videos x 3 clips = 18 visits per epoch at batch 4: 4 steps (16 visits),
+  # the last 2 visits of the third round dropped, epoch 1 starting on round 3.
+  uncut = np.concatenate([b["index"] for b in reference_batches])
+  exact = _stream(dataset_dir, 8, clips_per_video=3)
+  exact_stream = np.concatenate([b["index"] for b in exact])
+  np.testing.assert_array_equal(exact_stream,
+                                np.concatenate([uncut[0:16], uncut[18:34]]))
+  # The same clips, augmentation included: batch 4 of the cut stream is
+  # visits 18..21 of the uncut one.
+  np.testing.assert_array_equal(
+      exact[4]["video"],
+      np.concatenate([reference_batches[4]["video"][2:],
+                      reference_batches[5]["video"][:2]]))
+  for epoch in range(2):
+    counts = np.bincount(exact_stream[epoch * 16:(epoch + 1) * 16],
+                         minlength=6)
+    assert counts.sum() == 16 and set(counts) <= {2, 3}
+  for start_step in (3, 4, 6):
+    resumed = _take(_train(dataset_dir, start_step=start_step,
+                           clips_per_video=3), 2)
+    assert _equal_batches(resumed, exact[start_step:start_step + 2])
 
 
 @pytest.mark.parametrize("shards_per_group", [None, 1])

@@ -249,8 +249,10 @@ def test_unknown_gin_binding_is_a_clear_error():
 @pytest.mark.parametrize("path", sorted(glob.glob(
     os.path.join(gin_utils.GIN_ROOT, "**", "*.gin"), recursive=True)))
 def test_every_gin_file_parses_and_builds(path):
-  # The quickstart's files also configure `run_quickstart`.
+  # The quickstart's files also configure `run_quickstart`, the evaluation
+  # files `finetune`.
   from avid_tf import quickstart  # pylint: disable=g-import-not-at-top,unused-import
+  from avid_tf.eval import finetune  # pylint: disable=g-import-not-at-top,unused-import
   gin_utils.parse_gin([path], [])
   from avid_tf.models import builders  # pylint: disable=g-import-not-at-top
   with gin.unlock_config():

@@ -13,10 +13,12 @@ gives the same batches whatever `num_parallel_calls` is, and `start_step`
 resumes exactly where an uninterrupted run would be.
 
 * The stream is a sequence of *rounds*; each round visits every video of the
-  split (of this input pipeline, see sharding) exactly once, so any
-  `N * clips_per_video` consecutive elements starting at a round boundary
-  (one epoch, see `steps_per_epoch`) visit every video exactly
-  `clips_per_video` times, and one video rarely appears twice in a batch.
+  split (of this input pipeline, see sharding) exactly once, so one video
+  rarely appears twice in a batch. With `clips_per_video` = c, epoch e is
+  the whole batches of rounds e*c .. (e+1)*c - 1: the visits that do not
+  fill a last batch are skipped (the reference's `drop_last`), every epoch
+  starts on a round boundary and visits each video c times, bar those
+  fewer-than-a-batch skipped visits of its last round.
 * Random access into TFRecord files does not exist in tf.data, and a real
   dataset (hundreds of GB of JPEG frames) does not fit in memory. A round is
   therefore read as *groups* of shard files: round r permutes the shard
@@ -93,17 +95,45 @@ def _per_pipeline_batch(batch_size, input_context):
   return per_replica, per_replica * replicas_per_pipeline
 
 
-def steps_per_epoch(dataset, batch_size, clips_per_video, split="train"):
-  """Returns ceil(N * clips_per_video / batch_size), N = videos in split.
+def steps_per_epoch(dataset, batch_size, clips_per_video, split="train",
+                    num_input_pipelines=1):
+  """Returns the whole batches of one epoch: floor(N * clips_per_video / B).
+
+  An epoch visits every video `clips_per_video` times; the visits left over
+  after the last whole batch are dropped (the reference's `drop_last`), so
+  every epoch starts on a visit-round boundary (see `make_train_dataset`).
+  With several input pipelines, each owns a share of the videos and
+  consumes batch_size / num_input_pipelines elements per step: the epoch is
+  the smallest share's whole batches.
 
   Args:
     dataset: dataset folder or `schema.DatasetInfo`.
     batch_size: global batch size.
     clips_per_video: visits of each video per epoch.
     split: split trained on.
+    num_input_pipelines: input pipelines the batch is split over (workers
+      of a multi-worker run).
+
+  Raises:
+    ValueError: when one epoch's visits do not fill a single batch.
   """
-  count = schema.as_dataset_info(dataset).num_examples(split)
-  return int(math.ceil(count * clips_per_video / batch_size))
+  return _steps_per_epoch(schema.as_dataset_info(dataset).split(split),
+                          batch_size, clips_per_video, num_input_pipelines)
+
+
+def _steps_per_epoch(split_info, batch_size, clips_per_video,
+                     num_input_pipelines):
+  per_pipeline_batch = batch_size // num_input_pipelines
+  steps = min(
+      int(clips_per_video) * _VideoOwnership(
+          split_info, num_input_pipelines, j).num_owned // per_pipeline_batch
+      for j in range(num_input_pipelines))
+  if steps < 1:
+    raise ValueError(
+        f"Split '{split_info.name}' has {split_info.num_examples} videos: "
+        f"{clips_per_video} visits per video do not fill one batch of "
+        f"{batch_size}; lower the batch size or raise clips_per_video.")
+  return steps
 
 
 # ---------------------------------------------------------------------------
@@ -111,17 +141,19 @@ def steps_per_epoch(dataset, batch_size, clips_per_video, split="train"):
 # ---------------------------------------------------------------------------
 
 
-class _VisitPlan:
-  """Which records an input pipeline visits, in which order (see module doc).
+class _VideoOwnership:
+  """Which records of a split one input pipeline owns (see module doc).
 
   Attributes:
-    paths: shard files this pipeline reads.
-    owned_counts: records of each file owned by this pipeline.
-    num_owned: videos per round.
+    paths: shard files the pipeline reads.
+    lengths: records per file read.
+    offsets: global position of each read file's first record.
+    owned_counts: records of each read file owned by the pipeline.
+    num_owned: videos the pipeline owns.
+    record_sharding: whether ownership is by record rather than by file.
   """
 
-  def __init__(self, split_info, seed, num_pipelines, pipeline_id,
-               shuffle_window_bytes, shards_per_group):
+  def __init__(self, split_info, num_pipelines, pipeline_id):
     paths = list(split_info.paths)
     lengths = np.asarray(split_info.lengths, np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -144,6 +176,17 @@ class _VisitPlan:
     self.offsets = offsets
     self.owned_counts = owned.astype(np.int64)
     self.num_owned = int(owned.sum())
+
+
+class _VisitPlan(_VideoOwnership):
+  """Which records an input pipeline visits, in which order (see module doc).
+
+  A round visits each of the `num_owned` videos once.
+  """
+
+  def __init__(self, split_info, seed, num_pipelines, pipeline_id,
+               shuffle_window_bytes, shards_per_group):
+    super().__init__(split_info, num_pipelines, pipeline_id)
     if self.num_owned == 0:
       raise ValueError(
           f"Input pipeline {pipeline_id} of {num_pipelines} owns no videos: "
@@ -153,8 +196,9 @@ class _VisitPlan:
     if shards_per_group is None:
       bytes_per_shard = max(1, split_info.num_bytes // len(split_info.paths))
       shards_per_group = max(1, shuffle_window_bytes // bytes_per_shard)
-    self.shards_per_group = int(min(max(1, shards_per_group), len(paths)))
-    self.num_groups = -(-len(paths) // self.shards_per_group)
+    self.shards_per_group = int(min(max(1, shards_per_group),
+                                    len(self.paths)))
+    self.num_groups = -(-len(self.paths) // self.shards_per_group)
     self.seed = int(seed)
 
   def _order_seed(self, *values):
@@ -393,6 +437,22 @@ def _options():
 # ---------------------------------------------------------------------------
 
 
+def _exact_epochs(plan, split_info, batch_size, clips_per_video,
+                  num_pipelines, elements_per_step, start_step):
+  """The visit stream cut into epochs that each start on a round boundary."""
+  epoch_steps = _steps_per_epoch(split_info, batch_size, clips_per_video,
+                                 num_pipelines)
+  kept = epoch_steps * elements_per_step
+  span = int(clips_per_video) * plan.num_owned
+  epoch, step_in_epoch = divmod(start_step, epoch_steps)
+  first = epoch * span + step_in_epoch * elements_per_step
+  positions = tf.data.Dataset.counter(first)
+  visits = tf.data.Dataset.zip(positions, plan.dataset(first))
+  visits = visits.filter(_plain(
+      lambda position, visit: position % span < kept))
+  return visits.map(_plain(lambda position, visit: visit))
+
+
 def _split_and_geometry(dataset, split, preprocessing):
   """Resolves the dataset description, a non-empty split and the geometry."""
   dataset = schema.as_dataset_info(dataset)
@@ -407,7 +467,8 @@ def _split_and_geometry(dataset, split, preprocessing):
 @gin.configurable
 def make_train_dataset(dataset, batch_size, preprocessing=None, split="train",
                        max_offsync=0.5, seed=0, start_step=0,
-                       input_context=None, crop_scale=(0.08, 1.0),
+                       clips_per_video=None, input_context=None,
+                       crop_scale=(0.08, 1.0),
                        crop_ratio=(3.0 / 4.0, 4.0 / 3.0),
                        flip_probability=0.5, brightness=0.4, contrast=0.4,
                        saturation=0.4, hue=0.2, gain_range=(0.9, 1.1),
@@ -428,6 +489,11 @@ def make_train_dataset(dataset, batch_size, preprocessing=None, split="train",
     seed: seed of the visit order and of every augmentation.
     start_step: global steps already consumed; the stream starts where an
       uninterrupted stream with the same seed would be after them.
+    clips_per_video: visits of each video per epoch. When set, the stream is
+      cut into exact epochs: epoch e is the first `steps_per_epoch` whole
+      batches of visit rounds e*c .. (e+1)*c - 1, and the visits left over
+      after them are skipped, so every epoch starts on a round boundary.
+      None streams the rounds back to back.
     input_context: optional `tf.distribute.InputContext` (multi-worker): this
       pipeline's share of the videos and the per-replica batch size.
     crop_scale: RandomResizedCrop area fraction range.
@@ -466,7 +532,11 @@ def make_train_dataset(dataset, batch_size, preprocessing=None, split="train",
                  brightness=float(brightness), contrast=float(contrast),
                  saturation=float(saturation), hue=float(hue),
                  gain_range=tuple(gain_range), antialias=bool(antialias))
-  visits = plan.dataset(int(start_step) * elements_per_step)
+  if clips_per_video is None:
+    visits = plan.dataset(int(start_step) * elements_per_step)
+  else:
+    visits = _exact_epochs(plan, split_info, batch_size, clips_per_video,
+                           num_pipelines, elements_per_step, int(start_step))
   dataset = visits.map(
       _plain(lambda record, round_index: _train_example(
           record, round_index, clip, int(seed), augment)),

@@ -88,7 +88,7 @@ def video_probe(model_dir, dataset_dir, output_dir, train_split="train",
   def make_train_dataset(start_step):
     return pipeline.make_train_dataset(
         dataset, batch_size, preprocessing=preprocessing, split=train_split,
-        seed=seed, start_step=start_step)
+        seed=seed, start_step=start_step, clips_per_video=1)
 
   test_dataset = pipeline.make_eval_dataset(
       dataset, test_split, batch_size, preprocessing=preprocessing,

@@ -36,3 +36,12 @@ def is_chief(strategy):
   strategies always are.
   """
   return bool(strategy.extended.should_checkpoint)
+
+
+def num_input_pipelines(strategy):
+  """Input pipelines `distribute_datasets_from_function` builds: one per worker.
+  """
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return 1
+  cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+  return max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", [])))

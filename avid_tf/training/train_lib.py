@@ -192,7 +192,8 @@ def train(model_dir,
     strategy: "default", "mirrored" or "multi_worker".
     batch_size: global batch size (split across replicas).
     epochs: number of epochs; an epoch visits every training video
-      `clips_per_video` times.
+      `clips_per_video` times, less the visits that do not fill a whole
+      last batch (`pipeline.steps_per_epoch`).
     clips_per_video: visits of each video per epoch.
     learning_rate: Adam learning rate (`optimizers.build_optimizer`).
     lr_decay_epochs: epochs at which the learning rate is multiplied by
@@ -239,8 +240,9 @@ def train(model_dir,
   num_data = dataset.num_examples("train")
   preprocessing = preprocessing_lib.clip_preprocessing(dataset)
   _warn_if_crops_are_upsampled(dataset, preprocessing)
-  steps_per_epoch = pipeline.steps_per_epoch(dataset, batch_size,
-                                             clips_per_video)
+  steps_per_epoch = pipeline.steps_per_epoch(
+      dataset, batch_size, clips_per_video,
+      num_input_pipelines=strategy_lib.num_input_pipelines(distribution))
   total_steps = epochs * steps_per_epoch
   if max_steps:
     total_steps = min(total_steps, max_steps)
@@ -318,7 +320,8 @@ def train(model_dir,
       stream = distribution.distribute_datasets_from_function(
           lambda ctx, start=step: pipeline.make_train_dataset(
               dataset, batch_size=batch_size, preprocessing=preprocessing,
-              seed=seed, start_step=start, input_context=ctx))
+              seed=seed, start_step=start, clips_per_video=clips_per_video,
+              input_context=ctx))
       model.fit(stream, initial_epoch=epoch, epochs=epoch + num_epochs,
                 steps_per_epoch=steps, callbacks=run_callbacks, verbose=verbose,
                 shuffle=False)
