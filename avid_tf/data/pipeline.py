@@ -50,7 +50,6 @@ through tensorflow-io's decoders into the same audio branch.
 """
 
 import csv
-import math
 import os
 
 import gin
