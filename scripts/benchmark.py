@@ -8,10 +8,14 @@ Example:
   python scripts/benchmark.py --what=train_step \
     --gin_file=gin/avid/kinetics_self.gin --batch_size=8
   python scripts/benchmark.py --what=cma_search --num_data=100000
+  python scripts/benchmark.py --what=memory_bank
+  python scripts/benchmark.py --what=pytorch_pairs \
+    --pytorch_python=/path/to/venv_with_torch/bin/python --pairs=3
 """
 
 import json
 import os
+import sys
 
 # Before TensorFlow loads: TF turns its oneDNN CPU kernels on by default only
 # on AVX-512/AMX CPUs; without them a 2-core AVX2 CPU trains ~1.35x slower,
@@ -24,12 +28,18 @@ from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-posit
 from avid_tf import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _WHAT = flags.DEFINE_enum(
-    "what", "input_pipeline", ["input_pipeline", "train_step", "cma_search"],
+    "what", "input_pipeline",
+    ["input_pipeline", "train_step", "cma_search", "memory_bank",
+     "pytorch_pairs"],
     "What to measure. input_pipeline: training clips/s of the tf.data "
     "pipeline (and of decoding the .mp4 files with PyAV inside tf.data). "
     "train_step: clips/s, median step time and GFLOP/s of the AVID training "
     "step on random in-memory batches (no input pipeline). cma_search: the "
-    "cross-modal agreement (CMA) positive-set search over memory banks.")
+    "cross-modal agreement (CMA) positive-set search over memory banks. "
+    "memory_bank: bytes of the banks and gathered negatives and seconds of "
+    "each bank operation of a Cross-AVID step (Kinetics sizes by default). "
+    "pytorch_pairs: train_step and benchmarks/pytorch_reference_step.py "
+    "alternated in fresh processes, with the medians and their ratio.")
 
 # --what=input_pipeline (avid_tf.benchmarks.input_pipeline).
 _DATASET_DIR = flags.DEFINE_string(
@@ -56,7 +66,10 @@ _NUM_VIDEOS = flags.DEFINE_integer(
     "--dataset_dir), rounded up to even.")
 
 # Shared by input_pipeline and train_step.
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Clips per batch.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 32,
+    "Clips per batch. Unset: 32 for input_pipeline and train_step, 8 for "
+    "pytorch_pairs, and the global batch 1024 for memory_bank.")
 _FRAMES = flags.DEFINE_integer("frames", 8, "Frames per clip.")
 _CROP = flags.DEFINE_integer("crop", 112, "Frame height/width in pixels.")
 _AUDIO_SECONDS = flags.DEFINE_float(
@@ -80,7 +93,7 @@ _VIDEO_DEPTH = flags.DEFINE_enum(
 _NUM_NEGATIVES = flags.DEFINE_integer(
     "num_negatives", None,
     "train_step: negatives per anchor; unset keeps the gin configuration's "
-    "(1024 in gin/base.gin).")
+    "(1024 in gin/base.gin). memory_bank: K, 1024 unless set.")
 _JIT_COMPILE = flags.DEFINE_boolean(
     "jit_compile", False, "train_step: compile the step with XLA (one "
     "replica only: Keras fails with XLA on several mirrored devices).")
@@ -92,19 +105,22 @@ _STRATEGY = flags.DEFINE_enum(
     "train_step: default (one device) or mirrored (all local GPUs; the "
     "global --batch_size is split over them).")
 _STEPS = flags.DEFINE_integer(
-    "steps", 10, "train_step: timed steps (median reported), after 3 "
-    "untimed warm-up steps.")
+    "steps", 10, "train_step, pytorch_pairs: timed steps (median "
+    "reported), after 3 untimed warm-up steps. memory_bank: timed runs of "
+    "each operation, after one untimed run.")
 
 # Shared by train_step and cma_search.
 _NUM_DATA = flags.DEFINE_integer(
-    "num_data", 10000, "train_step, cma_search: memory-bank rows (training "
-    "videos).")
+    "num_data", 10000, "train_step, cma_search, memory_bank: memory-bank "
+    "rows (training videos); memory_bank uses Kinetics-400's 232067 unless "
+    "set.")
 _SEED = flags.DEFINE_integer(
-    "seed", 0, "train_step, cma_search: seed of weights, banks and draws.")
+    "seed", 0, "train_step, cma_search, memory_bank: seed of weights, banks "
+    "and draws.")
 
 # --what=cma_search (avid_tf.benchmarks.cma_search).
-_DIM = flags.DEFINE_integer("dim", 128,
-                            "cma_search: embedding width of the banks.")
+_DIM = flags.DEFINE_integer(
+    "dim", 128, "cma_search, memory_bank: embedding width of the banks.")
 _NUM_POSITIVES = flags.DEFINE_integer(
     "num_positives", 32, "cma_search: positives kept per instance (k).")
 _AGREEMENT = flags.DEFINE_string(
@@ -115,6 +131,31 @@ _BLOCK_SIZE = flags.DEFINE_integer(
     "block_size", None,
     "cma_search: bank rows ranked per block (bounds memory); unset keeps "
     "the module's default.")
+
+# --what=memory_bank (avid_tf.benchmarks.memory_bank).
+_REPLICAS = flags.DEFINE_integer(
+    "replicas", 8,
+    "memory_bank: replicas the global batch would be split over, for the "
+    "per-replica bytes (everything runs on this one device).")
+
+# --what=pytorch_pairs (avid_tf.benchmarks.pytorch_pairs).
+_PAIRS = flags.DEFINE_integer(
+    "pairs", 3, "pytorch_pairs: avid_tf-then-PyTorch pairs of runs.")
+_PYTORCH_PYTHON = flags.DEFINE_string(
+    "pytorch_python", sys.executable,
+    "pytorch_pairs: Python interpreter that has torch, for "
+    "benchmarks/pytorch_reference_step.py (avid_tf runs with this one).")
+
+_DEFAULT_MEMORY_BANK_SIZES = {"num_data": 232067, "batch_size": 1024,
+                              "num_negatives": 1024}
+# The reference step's shapes are fixed (avid_tf.benchmarks.pytorch_pairs).
+_PYTORCH_PAIRS_FIXED_FLAGS = ("frames", "crop", "audio_seconds",
+                              "video_depth", "num_data", "num_negatives",
+                              "gin_file", "gin_bindings", "strategy")
+
+
+def _value_or_default(flag, default):
+  return flag.value if flags.FLAGS[flag.name].present else default
 
 
 def _input_pipeline():
@@ -150,8 +191,44 @@ def _cma_search():
       agreement=_AGREEMENT.value, seed=_SEED.value, **block_size)
 
 
+def _memory_bank():
+  from avid_tf.benchmarks import memory_bank  # pylint: disable=g-import-not-at-top
+  defaults = _DEFAULT_MEMORY_BANK_SIZES
+  return memory_bank.benchmark_memory_bank(
+      num_data=_value_or_default(_NUM_DATA, defaults["num_data"]),
+      dim=_DIM.value,
+      num_negatives=_value_or_default(_NUM_NEGATIVES,
+                                      defaults["num_negatives"]),
+      batch_size=_value_or_default(_BATCH_SIZE, defaults["batch_size"]),
+      replicas=_REPLICAS.value, steps=_STEPS.value, seed=_SEED.value)
+
+
+def _pytorch_pairs():
+  from avid_tf import errors  # pylint: disable=g-import-not-at-top
+  from avid_tf.benchmarks import pytorch_pairs  # pylint: disable=g-import-not-at-top
+  fixed = [name for name in _PYTORCH_PAIRS_FIXED_FLAGS
+           if flags.FLAGS[name].present]
+  if fixed:
+    raise errors.UserError(
+        f"--what=pytorch_pairs runs at the PyTorch reference's fixed shapes;"
+        f" drop {', '.join('--' + name for name in fixed)}")
+  if _PAIRS.value < 1:
+    raise errors.UserError(f"--pairs must be >= 1, got {_PAIRS.value}")
+  pytorch_pairs.check_importable(_PYTORCH_PYTHON.value, "torch")
+  tensorflow_command, tensorflow_env, pytorch_command, pytorch_env = (
+      pytorch_pairs.reference_commands(
+          os.path.abspath(__file__), _PYTORCH_PYTHON.value,
+          batch_size=_value_or_default(_BATCH_SIZE, 8), steps=_STEPS.value,
+          mixed_precision=_MIXED_PRECISION.value,
+          jit_compile=_JIT_COMPILE.value))
+  return pytorch_pairs.alternate_pairs(
+      tensorflow_command, pytorch_command, pairs=_PAIRS.value,
+      tensorflow_env=tensorflow_env, pytorch_env=pytorch_env)
+
+
 _BENCHMARKS = {"input_pipeline": _input_pipeline, "train_step": _train_step,
-               "cma_search": _cma_search}
+               "cma_search": _cma_search, "memory_bank": _memory_bank,
+               "pytorch_pairs": _pytorch_pairs}
 
 
 def main(argv):

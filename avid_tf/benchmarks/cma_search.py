@@ -32,7 +32,7 @@ def _random_bank(rng, num_data, dim):
   return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def _peak_memory(on_gpu):
+def peak_memory(on_gpu):
   """(bytes, how it was measured) of the peak memory so far."""
   if on_gpu:
     return (tf.config.experimental.get_memory_info("GPU:0")["peak"],
@@ -95,7 +95,7 @@ def benchmark_cma_search(num_data=100000, dim=128, k=32,
   num_tiles = math.ceil(num_data / tile)
   matmul_gflop = (num_tiles * (num_tiles + 1) // 2 * tile ** 2
                   * 2 * modalities * dim / 1e9)
-  peak, measure = _peak_memory(on_gpu)
+  peak, measure = peak_memory(on_gpu)
   return {
       "seconds": seconds,
       "achieved_gflops": gflop / seconds,
