@@ -399,6 +399,52 @@ def test_virtual_batches_match_float64_reference_and_update_moving_stats():
                np_r2plus1d(model, video, 10, 0.125)["pool"])
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_bfloat16_training_bn_matches_float64_reference(jit_compile):
+  # mixed_bfloat16 activations take the fused kernel: statistics and
+  # normalisation in float32, one rounding of the output to bfloat16.
+  shape = (4, 3, 5, 6, 3)
+  x = tf.cast(random_video(shape, seed=14) * 3 + 1, tf.bfloat16)
+  outer = tf.constant(random_video(shape, seed=15))
+  layer = model_layers.batch_norm(dtype="mixed_bfloat16")
+  layer.build(shape)
+  gamma = np.linspace(0.5, 1.5, 3)
+  layer.gamma.assign(gamma.astype(np.float32))
+
+  def outputs_and_gradients(inputs):
+    with tf.GradientTape() as tape:
+      tape.watch(inputs)
+      outputs = layer(inputs, training=True)
+      loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * outer)
+    return [outputs] + tape.gradient(loss, [inputs, layer.gamma])
+
+  run = (tf.function(outputs_and_gradients, jit_compile=True) if jit_compile
+         else outputs_and_gradients)
+  outputs, dx, dgamma = run(x)
+  assert outputs.dtype == tf.bfloat16 and dx.dtype == tf.bfloat16
+  assert layer.moving_mean.dtype == "float32"
+  x64 = np.asarray(tf.cast(x, tf.float64))
+  mean = x64.mean(axis=(0, 1, 2, 3))
+  variance = x64.var(axis=(0, 1, 2, 3))
+  normalised = (x64 - mean) / np.sqrt(variance + EPS)
+  expected = normalised * gamma
+  # bfloat16 keeps 8 significant bits: one rounding is < 2^-8 relative.
+  np.testing.assert_allclose(np.asarray(tf.cast(outputs, tf.float64)),
+                             expected, rtol=2**-8, atol=2**-8)
+  # The output's gradient may arrive rounded to bfloat16 (eager; XLA drops
+  # the round trip): at most 2^-8 of each term.
+  terms = np.asarray(outer, np.float64) * normalised
+  assert np.all(np.abs(dgamma - terms.sum(axis=(0, 1, 2, 3)))
+                <= 2**-8 * np.abs(terms).sum(axis=(0, 1, 2, 3)))
+  np.testing.assert_allclose(layer.moving_mean, 0.1 * mean, rtol=1e-5)
+  # Keras averages the biased variance.
+  np.testing.assert_allclose(layer.moving_variance,
+                             0.9 + 0.1 * variance, rtol=1e-5)
+  graph = tf.function(lambda v: layer(v, training=True)).get_concrete_function(
+      x).graph
+  assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
+
+
 @pytest.mark.parametrize("shape", [(4, 3, 5, 6, 3), (4, 7, 5, 3)])
 def test_virtual_batch_layer_equals_batch_norm_of_each_group(shape):
   x = tf.constant(random_video(shape, seed=12) * 3 + 1)
