@@ -65,7 +65,7 @@ _NUM_VIDEOS = flags.DEFINE_integer(
     "input_pipeline: videos in the synthetic dataset (without "
     "--dataset_dir), rounded up to even.")
 
-# Shared by input_pipeline and train_step.
+# Shared by several benchmarks.
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 32,
     "Clips per batch. Unset: 32 for input_pipeline and train_step, 8 for "
@@ -143,8 +143,9 @@ _PAIRS = flags.DEFINE_integer(
     "pairs", 3, "pytorch_pairs: avid_tf-then-PyTorch pairs of runs.")
 _PYTORCH_PYTHON = flags.DEFINE_string(
     "pytorch_python", sys.executable,
-    "pytorch_pairs: Python interpreter that has torch, for "
-    "benchmarks/pytorch_reference_step.py (avid_tf runs with this one).")
+    "pytorch_pairs: Python interpreter that has torch, to run "
+    "benchmarks/pytorch_reference_step.py; the avid_tf side always runs "
+    "with the interpreter running this script (the default).")
 
 _DEFAULT_MEMORY_BANK_SIZES = {"num_data": 232067, "batch_size": 1024,
                               "num_negatives": 1024}

@@ -55,7 +55,7 @@ def test_script_mode_prints_one_json_line():
       [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
        "--what=memory_bank", "--num_data=32", "--dim=4", "--batch_size=4",
        "--num_negatives=3", "--replicas=2", "--steps=1"],
-      env=script_env(), capture_output=True, text=True, timeout=120,
+      env=script_env(), capture_output=True, text=True, timeout=600,
       check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   report = json.loads(result.stdout.strip().splitlines()[-1])
