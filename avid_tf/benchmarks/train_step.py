@@ -269,8 +269,10 @@ def benchmark_train_step(batch_size=8, num_frames=8, crop_size=112,
         "step_seconds_median": round(median, 4),
         "step_seconds_min": round(min(step_seconds), 4),
         "step_seconds_max": round(max(step_seconds), 4),
-        "gflop_per_clip": round(gflop_per_clip, 3),
-        "achieved_gflops": round(gflop_per_clip * clips_per_second, 2),
+        # Significant digits: a tiny model on a loaded machine rounds to 0
+        # at a fixed number of decimals.
+        "gflop_per_clip": float(f"{gflop_per_clip:.4g}"),
+        "achieved_gflops": float(f"{gflop_per_clip * clips_per_second:.4g}"),
         "warmup_seconds": round(warmup_seconds, 2),
         "loss": loss,
         "replicas": distribution.num_replicas_in_sync,
