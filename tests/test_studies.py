@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from avid_tf.studies import avid_variants
 from avid_tf.studies import cma
 from avid_tf.studies import harness
 from avid_tf.studies import robustness
@@ -53,6 +54,31 @@ def test_cma_study_compares_agreements_and_the_control(tmp_path):
   for name in ("cma_study_precision.png", "cma_study_figures.png"):
     assert os.path.isfile(tmp_path / name)
   assert "avid_continued" in cma.format_study(study)
+
+
+def test_avid_study_reports_every_variant_with_its_terms(tmp_path):
+  study = avid_variants.run_avid_study(
+      str(tmp_path), seeds=(0,), epochs=1, dataset_settings=TOY_DATA,
+      gin_bindings=BINDINGS + ("train.log_every_steps = 1",), eval_clips=2)
+  with open(tmp_path / avid_variants.STUDY_FILE) as f:
+    assert json.load(f) == json.loads(json.dumps(study))
+  figures = study["variants"]
+  assert list(figures) == ["self", "cross", "joint"]
+  # Each variant computes exactly its own terms, with the same steps.
+  terms = {"self": {"v2v", "a2a"}, "cross": {"v2a", "a2v"},
+           "joint": {"v2a", "a2v", "v2v", "a2a"}}
+  for variant, expected in terms.items():
+    logged = {key[len("final_loss_"):] for key in figures[variant]
+              if key.startswith("final_loss_")}
+    assert logged == expected
+    assert figures[variant]["train_steps"]["values"] == (
+        figures["cross"]["train_steps"]["values"])
+    assert 0.0 <= figures[variant]["retrieval_class_v2a_map"]["mean"] <= 1.0
+  assert "linear_probe_video_top1" in study["random_init"]
+  assert os.path.isfile(tmp_path / avid_variants.PLOT_FILE)
+  assert "random init" in avid_variants.format_study(study)
+  with pytest.raises(ValueError, match="Unknown AVID variant"):
+    avid_variants.run_avid_study(str(tmp_path), variants=("both",))
 
 
 def test_cached_results_of_another_evaluation_are_evaluated_again(
