@@ -83,10 +83,11 @@ def run_avid_study(work_dir, variants=tuple(VARIANTS), seeds=(0,),
   dataset_dir = quickstart.prepare_dataset(work_dir,
                                            **(dataset_settings or {}))
   base_gin = quickstart.stage_gin_file("avid")
-  summaries = {}
-  for variant in variants:
-    results = []
-    for seed in seeds:
+  results = {variant: [] for variant in variants}
+  # Seed by seed, so that an interrupted study has every variant of the
+  # first seeds.
+  for seed in seeds:
+    for variant in variants:
       run_dir = os.path.join(work_dir, f"{variant}_seed{seed}")
       result = harness.train_and_evaluate(
           run_dir, dataset_dir, [base_gin],
@@ -94,8 +95,9 @@ def run_avid_study(work_dir, variants=tuple(VARIANTS), seeds=(0,),
           [f"train.epochs = {int(epochs)}", f"train.seed = {seed}"],
           eval_clips=eval_clips)
       result.update(_final_losses(run_dir))
-      results.append(result)
-    summaries[variant] = harness.summarize(results)
+      results[variant].append(result)
+  summaries = {variant: harness.summarize(values)
+               for variant, values in results.items()}
   random_init = harness.evaluate_run(
       os.path.join(work_dir, f"{variants[0]}_seed{seeds[0]}"), dataset_dir,
       eval_clips=eval_clips, random_init=True, seed=12345)
