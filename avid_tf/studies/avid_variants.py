@@ -3,8 +3,9 @@
 Every variant is the quickstart's recipe (gin/quickstart.gin: BatchNorm
 heads, 256 negatives, the same steps) with its own pair of coefficients
 (`build_avid_objective.cross_modal_weight` / `within_modal_weight`), trained
-on one synthetic set per seed from the same initialisation and evaluated
-with the quickstart's probes and retrieval, next to a randomly initialised
+on one synthetic set once per seed (the variants of a seed start from the
+same weights and see the same clips and negative draws) and evaluated with
+the quickstart's probes and retrieval, next to a randomly initialised
 network. The paper's claim under test: Cross-AVID transfers better than
 Self- and Joint-AVID (Kinetics linear probe 39.95 vs 32.08 / 33.04).
 """
