@@ -19,9 +19,10 @@ from absl import flags
 from avid_tf import cli
 from avid_tf.errors import UserError
 from avid_tf.studies import avid_variants
+from avid_tf.studies import study_flags
 
-_WORK_DIR = flags.DEFINE_string(
-    "work_dir", None, "Folder of the dataset, training runs and results.")
+_COMMON = study_flags.define_common_flags(
+    "Folder of the dataset, training runs and results.")
 _VARIANTS = flags.DEFINE_multi_enum(
     "variant", list(avid_variants.VARIANTS), list(avid_variants.VARIANTS),
     "Variants to train (repeat the flag).")
@@ -29,13 +30,6 @@ _SEEDS = flags.DEFINE_multi_integer(
     "seed", [0, 1], "Training seeds per variant (repeat the flag).")
 _EPOCHS = flags.DEFINE_integer(
     "epochs", 50, "Epochs of every run (2 clips per video, batch 32).")
-_VIDEOS_PER_CLASS = flags.DEFINE_integer(
-    "videos_per_class", 40, "Synthetic videos per class (10 classes).")
-_EVAL_CLIPS = flags.DEFINE_integer(
-    "eval_clips", 4, "Clips per video averaged in evaluation.")
-_GIN_BINDINGS = flags.DEFINE_multi_string(
-    "gin_bindings", [], "Extra gin bindings for every training run.")
-flags.mark_flag_as_required("work_dir")
 
 
 def main(argv):
@@ -43,10 +37,8 @@ def main(argv):
   if _EPOCHS.value < 1:
     raise UserError(f"--epochs must be at least 1, got {_EPOCHS.value}.")
   study = avid_variants.run_avid_study(
-      _WORK_DIR.value, variants=_VARIANTS.value, seeds=_SEEDS.value,
-      epochs=_EPOCHS.value,
-      dataset_settings={"videos_per_class": _VIDEOS_PER_CLASS.value},
-      gin_bindings=_GIN_BINDINGS.value, eval_clips=_EVAL_CLIPS.value)
+      _COMMON.work_dir.value, variants=_VARIANTS.value, seeds=_SEEDS.value,
+      epochs=_EPOCHS.value, **_COMMON.arguments())
   print(avid_variants.format_study(study))
 
 

@@ -17,9 +17,10 @@ from absl import flags
 
 from avid_tf import cli
 from avid_tf.studies import cma
+from avid_tf.studies import study_flags
 
-_WORK_DIR = flags.DEFINE_string(
-    "work_dir", None, "Folder of the dataset, training runs and results.")
+_COMMON = study_flags.define_common_flags(
+    "Folder of the dataset, training runs and results.")
 _SEEDS = flags.DEFINE_multi_integer(
     "seed", [0, 1, 2], "Seeds of the second stages (repeat the flag).")
 _EXTRA_EPOCHS = flags.DEFINE_integer(
@@ -27,22 +28,13 @@ _EXTRA_EPOCHS = flags.DEFINE_integer(
     "Epochs of each second stage (AVID+CMA and the AVID control).")
 _KS = flags.DEFINE_multi_integer(
     "k", [8, 32], "Positive-set sizes of the precision comparison.")
-_VIDEOS_PER_CLASS = flags.DEFINE_integer(
-    "videos_per_class", 40, "Synthetic videos per class (10 classes).")
-_EVAL_CLIPS = flags.DEFINE_integer(
-    "eval_clips", 4, "Clips per video averaged in evaluation.")
-_GIN_BINDINGS = flags.DEFINE_multi_string(
-    "gin_bindings", [], "Extra gin bindings for every training run.")
-flags.mark_flag_as_required("work_dir")
 
 
 def main(argv):
   del argv
   study = cma.run_cma_study(
-      _WORK_DIR.value, seeds=_SEEDS.value, extra_epochs=_EXTRA_EPOCHS.value,
-      ks=_KS.value,
-      dataset_settings={"videos_per_class": _VIDEOS_PER_CLASS.value},
-      gin_bindings=_GIN_BINDINGS.value, eval_clips=_EVAL_CLIPS.value)
+      _COMMON.work_dir.value, seeds=_SEEDS.value,
+      extra_epochs=_EXTRA_EPOCHS.value, ks=_KS.value, **_COMMON.arguments())
   print(cma.format_study(study))
 
 

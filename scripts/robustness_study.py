@@ -19,9 +19,10 @@ from absl import flags
 
 from avid_tf import cli
 from avid_tf.studies import robustness
+from avid_tf.studies import study_flags
 
-_WORK_DIR = flags.DEFINE_string(
-    "work_dir", None, "Folder of the datasets, training runs and results.")
+_COMMON = study_flags.define_common_flags(
+    "Folder of the datasets, training runs and results.")
 _RATES = flags.DEFINE_multi_float(
     "faulty_positive_rate", [0.0, 0.5],
     "Fractions of faulty videos, one synthetic dataset each (repeat the "
@@ -33,22 +34,14 @@ _SEEDS = flags.DEFINE_multi_integer(
     "seed", [0], "Training seeds per variant (repeat the flag).")
 _EPOCHS = flags.DEFINE_integer(
     "epochs", 20, "Epochs of every run (2 clips per video, batch 32).")
-_VIDEOS_PER_CLASS = flags.DEFINE_integer(
-    "videos_per_class", 40, "Synthetic videos per class (10 classes).")
-_EVAL_CLIPS = flags.DEFINE_integer(
-    "eval_clips", 4, "Clips per video averaged in evaluation.")
-_GIN_BINDINGS = flags.DEFINE_multi_string(
-    "gin_bindings", [], "Extra gin bindings for every training run.")
-flags.mark_flag_as_required("work_dir")
 
 
 def main(argv):
   del argv
   study = robustness.run_robustness_study(
-      _WORK_DIR.value, faulty_positive_rates=_RATES.value,
+      _COMMON.work_dir.value, faulty_positive_rates=_RATES.value,
       variants=_VARIANTS.value, seeds=_SEEDS.value, epochs=_EPOCHS.value,
-      dataset_settings={"videos_per_class": _VIDEOS_PER_CLASS.value},
-      gin_bindings=_GIN_BINDINGS.value, eval_clips=_EVAL_CLIPS.value)
+      **_COMMON.arguments())
   print(robustness.format_study(study))
 
 
