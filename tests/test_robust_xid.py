@@ -19,7 +19,7 @@ from conftest import mirrored_strategy
 import tiny_av
 
 NUM_ROWS, DIM, BATCH, NUM_NEGATIVES = 24, 6, 5, 7
-TAU, TAU_S, MIX = 0.07, 0.035, 0.5
+TAU, TAU_S, TAU_T, MIX = 0.07, 0.035, 0.05, 0.5
 WEIGHT_OPTIONS = {"weight_shift": 0.3, "weight_scale": 0.7,
                   "min_weight": 0.1}
 INDICES = np.array([3, 17, 0, 3, 22], np.int32)
@@ -102,6 +102,13 @@ def _reference(embeddings, banks, indices, candidates, soft_targets,
     within_a = np.einsum("bd,bcd->bc", audio[indices], rows_a) / TAU_S
     similar = {"v2a": _softmax(np.where(positive > 0, -np.inf, within_v)),
                "a2v": _softmax(np.where(positive > 0, -np.inf, within_a))}
+  elif soft_targets == "pair_path":
+    own_pair = np.sum(rows_v * rows_a, axis=-1) / TAU_T
+    similar = {
+        "v2a": _softmax(np.einsum("bd,bcd->bc", audio[indices], rows_v)
+                        / TAU_S + own_pair),
+        "a2v": _softmax(np.einsum("bd,bcd->bc", video[indices], rows_a)
+                        / TAU_S + own_pair)}
   else:  # cycle, written out as in the definition.
     first_v = _softmax(sim_v2a / TAU_S)
     first_a = _softmax(sim_a2v / TAU_S)
@@ -148,7 +155,8 @@ def _loss_and_gradients(objective, embeddings, banks, indices=INDICES,
 
 
 @pytest.mark.parametrize("soft_targets", [None, "bootstrap", "swapped",
-                                          "within_modal", "cycle"])
+                                          "within_modal", "cycle",
+                                          "pair_path"])
 @pytest.mark.parametrize("candidates", ["all", "sampled"])
 def test_weighted_loss_logs_and_gradients_match_reference(candidates,
                                                           soft_targets):
@@ -156,7 +164,7 @@ def test_weighted_loss_logs_and_gradients_match_reference(candidates,
   objective = RobustXIDObjective(
       temperature=TAU, num_negatives=NUM_NEGATIVES, candidates=candidates,
       weighting_start_epoch=0, soft_targets=soft_targets, target_mix=MIX,
-      target_temperature=TAU_S, **WEIGHT_OPTIONS)
+      target_temperature=TAU_S, pair_temperature=TAU_T, **WEIGHT_OPTIONS)
   loss, logs, grads = _loss_and_gradients(objective, embeddings, banks)
 
   weights, scores, mean, std = _reference_weights(
@@ -201,7 +209,8 @@ def test_weighted_loss_logs_and_gradients_match_reference(candidates,
 
 
 @pytest.mark.parametrize("soft_targets", ["bootstrap", "swapped",
-                                          "within_modal", "cycle"])
+                                          "within_modal", "cycle",
+                                          "pair_path"])
 def test_zero_mix_with_uniform_weights_is_plain_xid(soft_targets):
   banks, embeddings = _banks(), _embeddings()
   options = dict(temperature=TAU, num_negatives=NUM_NEGATIVES,
@@ -230,7 +239,8 @@ def test_zero_mix_with_uniform_weights_is_plain_xid(soft_targets):
 
 
 @pytest.mark.parametrize("soft_targets", ["bootstrap", "swapped",
-                                          "within_modal", "cycle"])
+                                          "within_modal", "cycle",
+                                          "pair_path"])
 @pytest.mark.parametrize("candidates", ["all", "sampled"])
 def test_targets_are_distributions_without_gradient(candidates,
                                                     soft_targets):
@@ -560,6 +570,7 @@ def test_builder_is_gin_configurable_and_names_the_layer():
 @pytest.mark.parametrize("kwargs, message", [
     ({"temperature": 0.0}, "temperature"),
     ({"target_temperature": -1.0}, "temperature"),
+    ({"pair_temperature": 0.0}, "pair_temperature"),
     ({"num_negatives": 0}, "num_negatives"),
     ({"candidates": "some"}, "candidates"),
     ({"soft_targets": "teacher"}, "soft_targets"),

@@ -37,7 +37,12 @@ of: bootstrap (the direction's own prediction at the sharper temperature
 tau_s), swapped (the other direction's prediction), within_modal (the
 anchor's own bank row against the other candidates' rows of the same
 modality; the anchor itself is left out of S, it would always win), cycle
-(v_i -> a_bar_k -> v_bar_c over the candidates). Targets carry no gradient.
+(v_i -> a_bar_k -> v_bar_c over the candidates), pair_path (the path through
+both instances' own pairs: S_v(c|i) ~ exp(a_bar_i^T v_bar_c / tau_s +
+v_bar_c^T a_bar_c / tau_t), a candidate whose own audio and video agree and
+whose video resembles i's audio; the term v_bar_i^T a_bar_i would be
+constant over c and drops out; S_a likewise with the modalities swapped).
+Targets carry no gradient.
 lambda = 0 with uniform weights is exactly plain xID.
 """
 
@@ -54,7 +59,8 @@ from avid_tf.losses import base
 from avid_tf.memory import memory_bank
 
 CANDIDATES = ("sampled", "all")
-SOFT_TARGETS = ("none", "bootstrap", "swapped", "within_modal", "cycle")
+SOFT_TARGETS = ("none", "bootstrap", "swapped", "within_modal", "cycle",
+                "pair_path")
 DIRECTIONS = ("v2a", "a2v")
 
 # Phi^{-1}(0.1): the lowest-agreement decile of the bank under the same
@@ -189,10 +195,12 @@ class RobustXIDObjective(base.Objective):
       (O(N D) a step).
     statistics_momentum: EMA momentum in [0, 1); the first update takes
       the batch's moments as they are.
-    soft_targets: None/"none", "bootstrap", "swapped", "within_modal" or
-      "cycle".
+    soft_targets: None/"none", "bootstrap", "swapped", "within_modal",
+      "cycle" or "pair_path".
     target_mix: lambda in [0, 1], the mass of T on S.
     target_temperature: tau_s > 0 of S.
+    pair_temperature: tau_t > 0 of the candidates' own-pair agreement in
+      "pair_path".
     seed: seed of the negative draws (with the step).
     name: layer name.
 
@@ -205,14 +213,15 @@ class RobustXIDObjective(base.Objective):
                weight_shift=0.0, weight_scale=0.5, min_weight=0.0,
                running_statistics=False, statistics_momentum=0.99,
                soft_targets="swapped", target_mix=0.5,
-               target_temperature=0.035, seed=0, name=base.OBJECTIVE_NAME,
-               **kwargs):
+               target_temperature=0.035, pair_temperature=0.07, seed=0,
+               name=base.OBJECTIVE_NAME, **kwargs):
     super().__init__(name=name, **kwargs)
     soft_targets = soft_targets or "none"
-    if temperature <= 0 or target_temperature <= 0:
+    if min(temperature, target_temperature, pair_temperature) <= 0:
       raise ValueError(f"temperatures must be > 0, got temperature="
                        f"{temperature}, target_temperature="
-                       f"{target_temperature}")
+                       f"{target_temperature}, pair_temperature="
+                       f"{pair_temperature}")
     if num_negatives < 1:
       raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
     if candidates not in CANDIDATES:
@@ -246,6 +255,7 @@ class RobustXIDObjective(base.Objective):
     self.soft_targets = soft_targets
     self.target_mix = float(target_mix)
     self.target_temperature = float(target_temperature)
+    self.pair_temperature = float(pair_temperature)
     self.seed = int(seed)
     initial_start = (0 if self.weighting_start_epoch == 0
                      else WEIGHTING_NOT_SET)
@@ -354,6 +364,8 @@ class RobustXIDObjective(base.Objective):
                 for m in ("video", "audio")]
       return tuple(tf.nn.softmax(tf.where(positive > 0, -np.inf, x), axis=-1)
                    for x in logits)
+    if self.soft_targets == "pair_path":
+      return self._pair_path_targets(rows, banks, indices)
     # cycle: X[k, c] = a_bar_k^T v_bar_c over the candidates, [B|1, M, M].
     # A matmul, not an elementwise product ([B, M, M, D] would not fit);
     # it may run in TF32 on GPUs, which only touches the targets.
@@ -364,6 +376,17 @@ class RobustXIDObjective(base.Objective):
     target_v = tf.linalg.matmul(sharp["v2a"][:, None, :], audio_to_video)
     target_a = tf.linalg.matmul(video_to_audio, sharp["a2v"][:, :, None])
     return target_v[:, 0, :], target_a[:, :, 0]
+
+  def _pair_path_targets(self, rows, banks, indices):
+    """S of "pair_path": (S_v, S_a), float32 [B, M] (see the module doc)."""
+    own_pair = tf.reduce_sum(rows["video"] * rows["audio"], axis=-1)
+    own_pair = own_pair / self.pair_temperature
+    anchor = {m: banks[m].gather(indices) for m in ("video", "audio")}
+    target_v = avid.memory_logits(anchor["audio"], rows["video"],
+                                  self.target_temperature) + own_pair
+    target_a = avid.memory_logits(anchor["video"], rows["audio"],
+                                  self.target_temperature) + own_pair
+    return tf.nn.softmax(target_v, axis=-1), tf.nn.softmax(target_a, axis=-1)
 
   def terms(self, embeddings, banks, indices, step):
     """Log-predictions and targets of both directions over the candidates.
@@ -547,7 +570,8 @@ def build_robust_xid_objective(
     candidates="sampled", weighting=True, weighting_start_epoch=1,
     weight_shift=0.0, weight_scale=0.5, min_weight=0.0,
     running_statistics=False, statistics_momentum=0.99,
-    soft_targets="swapped", target_mix=0.5, target_temperature=0.035):
+    soft_targets="swapped", target_mix=0.5, target_temperature=0.035,
+    pair_temperature=0.07):
   """Returns the Robust xID objective (see RobustXIDObjective).
 
   Args:
@@ -565,9 +589,10 @@ def build_robust_xid_objective(
     running_statistics: EMA of the score moments instead of the bank's.
     statistics_momentum: momentum of that EMA.
     soft_targets: None/"none", "bootstrap", "swapped", "within_modal",
-      "cycle".
+      "cycle", "pair_path".
     target_mix: lambda.
     target_temperature: tau_s.
+    pair_temperature: tau_t ("pair_path").
   """
   del num_data
   return RobustXIDObjective(
@@ -578,4 +603,4 @@ def build_robust_xid_objective(
       running_statistics=running_statistics,
       statistics_momentum=statistics_momentum, soft_targets=soft_targets,
       target_mix=target_mix, target_temperature=target_temperature,
-      seed=seed)
+      pair_temperature=pair_temperature, seed=seed)

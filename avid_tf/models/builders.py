@@ -73,10 +73,10 @@ def build_objective(num_data, seed=0, name="avid"):
 
 
 @gin.configurable
-def build_av_model(num_data, seed=0, objective=None, embedding_dim=128,
-                   head_hidden_dim=512, head_hidden_layers=2,
-                   head_batch_norm=False, bank_momentum=0.5,
-                   weight_decay=1e-5):
+def build_av_model(num_data, seed=0, objective=None, encoders=None,
+                   embedding_dim=128, head_hidden_dim=512,
+                   head_hidden_layers=2, head_batch_norm=False,
+                   bank_momentum=0.5, weight_decay=1e-5):
   """Returns the audio-visual model: encoders, heads, banks, objective.
 
   Args:
@@ -85,6 +85,9 @@ def build_av_model(num_data, seed=0, objective=None, embedding_dim=128,
     seed: seed of bank initialisation and of the objective's draws.
     objective: an `avid_tf.losses.base.Objective`; None builds the one
       `build_objective` configures.
+    encoders: (video, audio) encoders, any Keras layers mapping a batch's
+      "video" and "audio" to features; None builds the ones
+      `build_encoders` configures.
     embedding_dim: width of the embeddings and memory rows.
     head_hidden_dim: width of the projection heads' hidden layers.
     head_hidden_layers: hidden layers of each projection head.
@@ -93,7 +96,7 @@ def build_av_model(num_data, seed=0, objective=None, embedding_dim=128,
     bank_momentum: mu of the memory update.
     weight_decay: coupled L2 coefficient (as PyTorch's Adam weight_decay).
   """
-  video_encoder, audio_encoder = build_encoders()
+  video_encoder, audio_encoder = encoders or build_encoders()
 
   def head(name):
     return heads.ProjectionHead(hidden_dim=head_hidden_dim,
