@@ -54,6 +54,14 @@ class Plan:
   def faulty_rates(self):
     return tuple(r for r in self.rates if r > 0)
 
+  @property
+  def test_rates(self):
+    """Faulty rates other than the one Robust xID's defaults were chosen at
+    (all faulty rates when that is the only one)."""
+    others = tuple(r for r in self.faulty_rates
+                   if r != claims_plan.DEV_RATE)
+    return others or self.faulty_rates
+
 
 def _runs(variants, setting, rates, seeds):
   return [Run(setting, rate, variant, seed) for variant in variants
@@ -80,7 +88,7 @@ def required_runs(plan):
                                for r in _runs(("xid", plan.soft_variant), s,
                                               (0.0,), plan.seeds)],
       "robust": lambda: _runs(("weighted", plan.soft_variant, "robust"),
-                              "balanced", plan.faulty_rates, plan.seeds),
+                              "balanced", plan.test_rates, plan.seeds),
   }
   for claim in plan.claims:
     for run in needs[claim]():
@@ -176,7 +184,7 @@ def _soft_targets(plan, results):
 
 
 def _robust(plan, results):
-  return [row for rate in plan.faulty_rates
+  return [row for rate in plan.test_rates
           for baseline in ("weighted", plan.soft_variant)
           for row in _compare("robust", results, ("balanced", rate),
                               "robust", baseline, PROBES)]

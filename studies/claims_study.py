@@ -47,6 +47,8 @@ class StudyConfig:
     data_seed: the generator's seed.
     gin_files: extra gin files after each run's own.
     gin_bindings: extra bindings after them.
+    data_overrides: ((name, value), ...) of `LatentDataConfig` set in every
+      setting (tests use easier data).
   """
 
   work_dir: str
@@ -55,6 +57,7 @@ class StudyConfig:
   data_seed: int = 0
   gin_files: tuple = ()
   gin_bindings: tuple = ()
+  data_overrides: tuple = ()
 
 
 DEFAULT_SEEDS = (100, 101, 102, 103, 104)
@@ -119,8 +122,9 @@ def _data(config, seed):
 
 def run_data(study, run):
   """The `LatentData` of a run's setting and rate."""
-  return _data(claims_plan.data_config(run.setting, run.rate,
-                                       study.num_classes, study.scale),
+  config = claims_plan.data_config(run.setting, run.rate, study.num_classes,
+                                  study.scale)
+  return _data(dataclasses.replace(config, **dict(study.data_overrides)),
                study.data_seed)
 
 

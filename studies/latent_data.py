@@ -114,7 +114,11 @@ class Split:
     video: float32 [n, observation_dim], noise-free video observations.
     audio: float32 [n, observation_dim], noise-free audio observations.
     labels: int64 [n], the class of each instance.
-    latents: float32 [n, latent_dim], the true z of each instance.
+    latents: float32 [n, latent_dim], the true z of each instance (its
+      video's).
+    audio_latents: float32 [n, latent_dim], the latent its audio was made
+      from: z itself for a clean pair, another class's instance's z for a
+      mismatched one, a fresh draw for an uninformative one.
     fault: int64 [n], CLEAN, MISMATCHED or UNINFORMATIVE.
     group: int64 [n], duplicate group id (instances alone have their own).
   """
@@ -123,6 +127,7 @@ class Split:
   audio: np.ndarray
   labels: np.ndarray
   latents: np.ndarray
+  audio_latents: np.ndarray
   fault: np.ndarray
   group: np.ndarray
 
@@ -231,7 +236,9 @@ def _make_split(rng, config, prototypes, generators, count, faulty):
                                    nuisance["audio"],
                                    config.audio_informativeness))
   return Split(video=video, audio=audio, labels=labels,
-               latents=latents.astype(np.float32), fault=fault, group=group)
+               latents=latents.astype(np.float32),
+               audio_latents=audio_latents.astype(np.float32), fault=fault,
+               group=group)
 
 
 def make_latent_data(config=LatentDataConfig(), seed=0):

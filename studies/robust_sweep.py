@@ -25,7 +25,7 @@ from studies import claims_study
 from studies import decision
 
 DEV_SEEDS = (0, 1, 2, 3, 4)
-DEV_RATE = 0.3
+DEV_RATE = claims_plan.DEV_RATE
 SHIFTS = (0.0, -0.5, -1.0, -1.5, -2.0)
 SCALES = (0.5, 0.25, 1.0)
 MIN_WEIGHTS = (0.0, 0.25)

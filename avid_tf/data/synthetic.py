@@ -24,8 +24,9 @@ Layout written by `generate_dataset`:
 `path` is relative to `<output_dir>`, the CSV's folder
 ("videos/<class_name>/<video_id>.mp4"); ingest finds the files with
 `video_dir` set to `<output_dir>` or to `<output_dir>/videos`. With a
-faulty-positive rate r, a fraction r of the videos of each split carry the
-audio track of a video of another class (faulty=1).
+faulty-positive rate r, a fraction r of the training videos carry the audio
+track of another training video of another class (faulty=1); held-out
+videos are always clean pairs, so evaluation never scores a faulty pair.
 """
 
 import csv
@@ -42,6 +43,7 @@ from avid_tf.utils import parallel
 LABELS_FILE = "labels.csv"
 VIDEOS_DIR = "videos"
 CSV_COLUMNS = ("path", "label", "split", "faulty")
+TRAIN_SPLIT = "train"
 
 SHAPES = ("circle", "square", "diamond", "triangle", "cross", "ring", "star",
           "bar", "semicircle")
@@ -777,9 +779,10 @@ def plan_splits(num_classes, videos_per_class, val_fraction, seed):
 def plan_audio_sources(class_ids, splits, faulty_positive_rate, seed):
   """Chooses which videos are faulty positives and whose audio they get.
 
-  In each split, round(rate * split size) videos chosen at random get the
-  audio of a random video of another class, from the same split when that
-  split has another class, else from any split.
+  In the training split, round(rate * split size) videos chosen at random
+  get the audio of a random training video of another class (of any split
+  when the training split has one class only). Other splits stay clean: they
+  are what evaluation scores.
 
   Args:
     class_ids: [N] class id of each video.
@@ -797,8 +800,8 @@ def plan_audio_sources(class_ids, splits, faulty_positive_rate, seed):
   sources = np.arange(len(class_ids))
   if faulty_positive_rate <= 0:
     return sources
-  for split in sorted(set(splits.tolist())):
-    members = np.flatnonzero(splits == split)
+  if TRAIN_SPLIT in splits:
+    members = np.flatnonzero(splits == TRAIN_SPLIT)
     num_faulty = int(round(faulty_positive_rate * len(members)))
     for video in rng.permutation(members)[:num_faulty]:
       candidates = members[class_ids[members] != class_ids[video]]
