@@ -14,12 +14,17 @@ Example:
     --seed=2 --epochs=50
 """
 
-from absl import flags
+# studies/ and benchmarks/ live beside the installed package, in the clone:
+# put the clone's root first on the path so this script finds them.
+import pathlib, sys  # pylint: disable=g-multiple-import
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from avid_tf import cli
 from avid_tf.errors import UserError
-from avid_tf.studies import avid_variants
-from avid_tf.studies import study_flags
+from studies import avid_variants
+from studies import study_flags
 
 _COMMON = study_flags.define_common_flags(
     "Folder of the dataset, training runs and results.")

@@ -13,9 +13,13 @@ Example:
     --pytorch_python=/path/to/venv_with_torch/bin/python --pairs=3
 """
 
-import json
-import os
-import sys
+# studies/ and benchmarks/ live beside the installed package, in the clone:
+# put the clone's root first on the path so this script finds them.
+import pathlib, sys  # pylint: disable=g-multiple-import
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import json  # pylint: disable=g-import-not-at-top,wrong-import-position
+import os  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Before TensorFlow loads: TF turns its oneDNN CPU kernels on by default only
 # on AVX-512/AMX CPUs; without them a 2-core AVX2 CPU trains ~1.35x slower,
@@ -41,7 +45,7 @@ _WHAT = flags.DEFINE_enum(
     "pytorch_pairs: train_step and benchmarks/pytorch_reference_step.py "
     "alternated in fresh processes, with the medians and their ratio.")
 
-# --what=input_pipeline (avid_tf.benchmarks.input_pipeline).
+# --what=input_pipeline (benchmarks.input_pipeline).
 _DATASET_DIR = flags.DEFINE_string(
     "dataset_dir", None,
     "input_pipeline: avid_tf dataset folder (<output_dir>/<name>/1.0.0) to "
@@ -77,7 +81,7 @@ _AUDIO_SECONDS = flags.DEFINE_float(
     "Audio clip length in seconds (the spectrogram has 100 frames per "
     "second).")
 
-# --what=train_step (avid_tf.benchmarks.train_step).
+# --what=train_step (benchmarks.train_step).
 _GIN_FILE = flags.DEFINE_multi_string(
     "gin_file", [],
     "train_step: experiment file(s) applied after gin/base.gin, in order, "
@@ -118,7 +122,7 @@ _SEED = flags.DEFINE_integer(
     "seed", 0, "train_step, cma_search, memory_bank: seed of weights, banks "
     "and draws.")
 
-# --what=cma_search (avid_tf.benchmarks.cma_search).
+# --what=cma_search (benchmarks.cma_search).
 _DIM = flags.DEFINE_integer(
     "dim", 128, "cma_search, memory_bank: embedding width of the banks.")
 _NUM_POSITIVES = flags.DEFINE_integer(
@@ -132,13 +136,13 @@ _BLOCK_SIZE = flags.DEFINE_integer(
     "cma_search: bank rows ranked per block (bounds memory); unset keeps "
     "the module's default.")
 
-# --what=memory_bank (avid_tf.benchmarks.memory_bank).
+# --what=memory_bank (benchmarks.memory_bank).
 _REPLICAS = flags.DEFINE_integer(
     "replicas", 8,
     "memory_bank: replicas the global batch would be split over, for the "
     "per-replica bytes (everything runs on this one device).")
 
-# --what=pytorch_pairs (avid_tf.benchmarks.pytorch_pairs).
+# --what=pytorch_pairs (benchmarks.pytorch_pairs).
 _PAIRS = flags.DEFINE_integer(
     "pairs", 3, "pytorch_pairs: avid_tf-then-PyTorch pairs of runs.")
 _PYTORCH_PYTHON = flags.DEFINE_string(
@@ -149,7 +153,7 @@ _PYTORCH_PYTHON = flags.DEFINE_string(
 
 _DEFAULT_MEMORY_BANK_SIZES = {"num_data": 232067, "batch_size": 1024,
                               "num_negatives": 1024}
-# The reference step's shapes are fixed (avid_tf.benchmarks.pytorch_pairs).
+# The reference step's shapes are fixed (benchmarks.pytorch_pairs).
 _PYTORCH_PAIRS_FIXED_FLAGS = ("frames", "crop", "audio_seconds",
                               "video_depth", "num_data", "num_negatives",
                               "gin_file", "gin_bindings", "strategy")
@@ -160,7 +164,7 @@ def _value_or_default(flag, default):
 
 
 def _input_pipeline():
-  from avid_tf.benchmarks import input_pipeline  # pylint: disable=g-import-not-at-top
+  from benchmarks import input_pipeline  # pylint: disable=g-import-not-at-top
   return input_pipeline.benchmark_input_pipeline(
       dataset_dir=_DATASET_DIR.value, video_dir=_VIDEO_DIR.value,
       batch_size=_BATCH_SIZE.value, num_frames=_FRAMES.value,
@@ -170,7 +174,7 @@ def _input_pipeline():
 
 
 def _train_step():
-  from avid_tf.benchmarks import train_step  # pylint: disable=g-import-not-at-top
+  from benchmarks import train_step  # pylint: disable=g-import-not-at-top
   return train_step.benchmark_train_step(
       batch_size=_BATCH_SIZE.value, num_frames=_FRAMES.value,
       crop_size=_CROP.value, audio_seconds=_AUDIO_SECONDS.value,
@@ -184,7 +188,7 @@ def _train_step():
 
 
 def _cma_search():
-  from avid_tf.benchmarks import cma_search  # pylint: disable=g-import-not-at-top
+  from benchmarks import cma_search  # pylint: disable=g-import-not-at-top
   block_size = {} if _BLOCK_SIZE.value is None else {
       "block_size": _BLOCK_SIZE.value}
   return cma_search.benchmark_cma_search(
@@ -193,7 +197,7 @@ def _cma_search():
 
 
 def _memory_bank():
-  from avid_tf.benchmarks import memory_bank  # pylint: disable=g-import-not-at-top
+  from benchmarks import memory_bank  # pylint: disable=g-import-not-at-top
   defaults = _DEFAULT_MEMORY_BANK_SIZES
   return memory_bank.benchmark_memory_bank(
       num_data=_value_or_default(_NUM_DATA, defaults["num_data"]),
@@ -206,7 +210,7 @@ def _memory_bank():
 
 def _pytorch_pairs():
   from avid_tf import errors  # pylint: disable=g-import-not-at-top
-  from avid_tf.benchmarks import pytorch_pairs  # pylint: disable=g-import-not-at-top
+  from benchmarks import pytorch_pairs  # pylint: disable=g-import-not-at-top
   fixed = [name for name in _PYTORCH_PAIRS_FIXED_FLAGS
            if flags.FLAGS[name].present]
   if fixed:

@@ -15,11 +15,16 @@ Example:
     --faulty_positive_rate=0.5 --seed=0 --seed=1 --epochs=50
 """
 
-from absl import flags
+# studies/ and benchmarks/ live beside the installed package, in the clone:
+# put the clone's root first on the path so this script finds them.
+import pathlib, sys  # pylint: disable=g-multiple-import
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from avid_tf import cli
-from avid_tf.studies import robustness
-from avid_tf.studies import study_flags
+from studies import robustness
+from studies import study_flags
 
 _COMMON = study_flags.define_common_flags(
     "Folder of the datasets, training runs and results.")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from avid_tf.benchmarks import cma_search
+from benchmarks import cma_search
 from avid_tf.memory import agreement
 from avid_tf.memory.memory_bank import MemoryBank
 from conftest import mirrored_strategy

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from avid_tf.benchmarks import input_pipeline
+from benchmarks import input_pipeline
 from avid_tf.data import media
 from avid_tf.data import pipeline
 from avid_tf.data import preprocessing

@@ -1,4 +1,4 @@
-"""Tests for avid_tf.benchmarks.memory_bank (no timing assertions)."""
+"""Tests for benchmarks.memory_bank (no timing assertions)."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from avid_tf.benchmarks import memory_bank
+from benchmarks import memory_bank
 from conftest import REPO
 from conftest import script_env
 

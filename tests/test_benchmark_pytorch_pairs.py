@@ -1,4 +1,4 @@
-"""Tests for avid_tf.benchmarks.pytorch_pairs and --what=pytorch_pairs."""
+"""Tests for benchmarks.pytorch_pairs and --what=pytorch_pairs."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from avid_tf import errors
-from avid_tf.benchmarks import pytorch_pairs
+from benchmarks import pytorch_pairs
 from conftest import REPO
 from conftest import script_env
 

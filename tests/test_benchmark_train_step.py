@@ -1,4 +1,4 @@
-"""Tests for avid_tf.benchmarks.train_step (no timing assertions)."""
+"""Tests for benchmarks.train_step (no timing assertions)."""
 
 import json
 
@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from avid_tf.benchmarks import train_step
+from benchmarks import train_step
 from avid_tf.losses import avid
 from avid_tf.models import flops
 from avid_tf.training import gin_utils

@@ -116,3 +116,13 @@ def test_installed_gin_files_resolve_their_includes(installed_copy, tmp_path):
                INSTALLED=installed_copy, TF_CPP_MIN_LOG_LEVEL="3"))
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.split() == ["1024", "consensus"]
+
+
+def test_studies_and_benchmarks_are_not_installed(installed_copy):
+  installed = set(os.listdir(installed_copy)) | {
+      os.path.join("avid_tf", name)
+      for name in os.listdir(os.path.join(installed_copy, "avid_tf"))}
+  assert "avid_tf" in installed and os.path.join("avid_tf", "eval") in installed
+  for name in ["studies", "benchmarks", os.path.join("avid_tf", "studies"),
+               os.path.join("avid_tf", "benchmarks")]:
+    assert name not in installed

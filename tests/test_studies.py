@@ -5,10 +5,10 @@ import os
 
 import pytest
 
-from avid_tf.studies import avid_variants
-from avid_tf.studies import cma
-from avid_tf.studies import harness
-from avid_tf.studies import robustness
+from studies import avid_variants
+from studies import cma
+from studies import harness
+from studies import robustness
 from test_quickstart import TOY_BINDINGS
 
 TOY_DATA = {"num_classes": 2, "videos_per_class": 6, "val_fraction": 0.34,

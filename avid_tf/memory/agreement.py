@@ -47,7 +47,7 @@ maxima, survivor counts) is one XLA cluster (~33 ms for B = 4000 on 2 CPU
 cores, its two matmuls ~25 ms; ~20% faster than the same ops unfused);
 the filtering after it needs dynamic shapes and runs in a TF graph loop
 over the tiles c of a tile a. On 2 idle CPU cores N = 100,000, D = 128
-takes ~16 s (avid_tf.benchmarks.cma_search measures it); the time grows as
+takes ~16 s (benchmarks.cma_search measures it); the time grows as
 N^2.
 
 Precision: scores are float32 matmuls, so pairs whose agreements differ by

@@ -13,7 +13,7 @@ as well as plain xID, the more so as the rate grows.
 import os
 
 from avid_tf import quickstart
-from avid_tf.studies import harness
+from studies import harness
 from avid_tf.training import gin_utils
 from avid_tf.utils import files
 

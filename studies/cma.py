@@ -20,7 +20,7 @@ import numpy as np
 from avid_tf import quickstart
 from avid_tf.eval import plots
 from avid_tf.memory import agreement
-from avid_tf.studies import harness
+from studies import harness
 from avid_tf.training import trained_model
 from avid_tf.utils import files
 

@@ -15,7 +15,7 @@ import os
 import time
 
 from avid_tf import quickstart
-from avid_tf.studies import harness
+from studies import harness
 from avid_tf.training import train_lib
 from avid_tf.utils import files
 

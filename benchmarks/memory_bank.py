@@ -40,7 +40,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from avid_tf.benchmarks import cma_search
+from benchmarks import cma_search
 from avid_tf.losses import avid
 from avid_tf.losses import nce
 from avid_tf.memory import memory_bank

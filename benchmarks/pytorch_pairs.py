@@ -10,8 +10,7 @@ their own warm-up steps (3 untimed steps each).
 
 scripts/benchmark.py --what=pytorch_pairs builds the two commands:
 `--what=train_step` of that script at the reference's fixed shapes and
-benchmarks/pytorch_reference_step.py (a file of the repository, not of the
-installed package) run by an interpreter that has torch.
+benchmarks/pytorch_reference_step.py run by an interpreter that has torch.
 """
 
 import json
@@ -30,9 +29,8 @@ from avid_tf import errors
 REFERENCE_SIZES = {"num_frames": 8, "crop_size": 112, "audio_seconds": 2.0,
                    "video_depth": 18, "num_data": 10000,
                    "num_negatives": 1024}
-REFERENCE_SCRIPT = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-        __file__)))), "benchmarks", "pytorch_reference_step.py")
+REFERENCE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "pytorch_reference_step.py")
 
 
 def check_importable(python, module="torch"):

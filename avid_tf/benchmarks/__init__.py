@@ -1,1 +1,0 @@
-"""Benchmarks of avid_tf (kept apart from the product modules)."""

@@ -1,1 +1,0 @@
-"""Controlled studies of the papers' claims on the synthetic dataset."""
