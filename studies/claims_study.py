@@ -128,8 +128,29 @@ def run_data(study, run):
                study.data_seed)
 
 
+# Robust xID parameters that have no effect when weighting is off, and when
+# the targets are hard: a change of their defaults leaves such runs as they
+# were.
+_WEIGHT_PARAMETERS = ("weight_shift", "weight_scale", "min_weight",
+                      "weighting_start_epoch", "running_statistics",
+                      "statistics_momentum")
+_TARGET_PARAMETERS = ("target_mix", "target_temperature", "pair_temperature")
+
+
+def effective_config(operative_config):
+  """The operative configuration without the parameters a run ignores."""
+  lines = operative_config.splitlines()
+  unused = ()
+  if "build_robust_xid_objective.weighting = False" in lines:
+    unused += _WEIGHT_PARAMETERS
+  if "build_robust_xid_objective.soft_targets = None" in lines:
+    unused += _TARGET_PARAMETERS
+  ignored = tuple(f"build_robust_xid_objective.{p} =" for p in unused)
+  return "\n".join(line for line in lines if not line.startswith(ignored))
+
+
 def _fingerprint(configured, data, run, parent_fingerprint):
-  text = json.dumps([configured.operative_config,
+  text = json.dumps([effective_config(configured.operative_config),
                      dataclasses.asdict(data.config), data.seed, run.seed,
                      run.variant, parent_fingerprint, EVALUATION_VERSION])
   return hashlib.sha256(text.encode()).hexdigest()[:16]

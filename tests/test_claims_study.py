@@ -1,0 +1,155 @@
+"""Tests of the claims benchmark's study (studies/claims*.py)."""
+
+import json
+import os
+
+import pytest
+
+from avid_tf import errors
+from studies import claims
+from studies import claims_plan
+from studies import claims_study
+from studies import latent_training
+
+TINY_SCALE = claims_plan.Scale(num_train=512, num_test=400, epochs=30,
+                               batch_size=32)
+# Easier data than the benchmark's and a faster learning rate, so that even
+# a run of 480 steps learns.
+EASY_DATA = (("video_informativeness", 0.5), ("audio_informativeness", 0.5),
+             ("observation_noise", 0.2))
+FAST = ("latent_training.learning_rate = 3e-3",)
+
+
+def _plan(**kwargs):
+  options = dict(seeds=(0, 1), rates=(0.5,), soft_kind="swapped",
+                 claims=("avid_cross", "weights_auc"))
+  options.update(kwargs)
+  return claims.Plan(**options)
+
+
+@pytest.mark.slow
+def test_tiny_study_end_to_end_and_rerun_trains_nothing(tmp_path,
+                                                        monkeypatch):
+  study = claims_study.StudyConfig(
+      work_dir=str(tmp_path), scale=TINY_SCALE, num_classes=4,
+      gin_bindings=FAST, data_overrides=EASY_DATA)
+  report = claims_study.run_study(study, _plan())
+  with open(tmp_path / "claims.json") as f:
+    written = json.load(f)
+  assert written["verdicts"] == report["verdicts"]
+  assert set(written) >= {"claims", "runs", "verdicts", "calibration",
+                          "seconds", "config"}
+  assert {row["id"] for row in written["claims"]} == {"avid_cross",
+                                                      "weights_auc"}
+  for row in written["claims"]:
+    low, high = row["interval"]
+    assert low <= row["mean_difference"] <= high
+    assert row["verdict"] in ("holds", "refuted", "inconclusive")
+  variants = {(r["variant"], r["faulty_positive_rate"]) for r in
+              written["runs"]}
+  assert variants == {("avid_cross", 0.0), ("avid_self", 0.0),
+                      ("avid_joint", 0.0), ("random_init", 0.0),
+                      ("weighted", 0.5)}
+  for run in written["runs"]:
+    assert 0.0 <= run["video_probe"] <= 1.0 and run["seconds"] > 0
+  table = (tmp_path / "claims.md").read_text()
+  assert table.count("| avid_cross |") == 5 and "| weights_auc |" in table
+
+  def mean(variant, figure):
+    values = [r[figure] for r in written["runs"] if r["variant"] == variant]
+    return sum(values) / len(values)
+
+  # Facts that hold even at this size.
+  assert mean("avid_cross", "video_probe") > mean("random_init",
+                                                  "video_probe") + 0.02
+  assert mean("weighted", "faulty_weight_auc") > 0.5
+  assert written["calibration"]["balanced"]["latent_probe"] > 0.9
+
+  def no_training(*args, **kwargs):
+    raise AssertionError("a cached run was trained again")
+
+  monkeypatch.setattr(latent_training, "fit_run", no_training)
+  again = claims_study.run_study(study, _plan())
+  assert again["claims"] == report["claims"]
+
+
+def test_required_runs_put_parents_first_without_repeats():
+  plan = _plan(claims=("cma_transfer", "robust", "avid_cross"),
+               rates=(0.0, 0.5))
+  runs = claims.required_runs(plan)
+  assert len(runs) == len(set(runs))
+  for position, run in enumerate(runs):
+    if run.parent is not None:
+      assert runs.index(run.parent) < position
+  assert {r.variant for r in runs} == {
+      "avid_cross", "cma", "avid_continued", "weighted", "soft_swapped",
+      "robust", "avid_self", "avid_joint", "random_init"}
+  # Claim 7 runs at the faulty rates only.
+  assert {r.rate for r in runs if r.variant == "robust"} == {0.5}
+
+
+def test_stage_runs_train_half_the_epochs_from_their_parent():
+  run = claims_plan.Run("balanced", 0.0, "cma", 3)
+  assert run.parent == claims_plan.Run("balanced", 0.0, "avid_cross", 3)
+  files, bindings = claims_plan.gin_config(run, claims_plan.Scale(epochs=20))
+  assert files[0] == claims_plan.BASE_GIN and files[1].endswith("cma.gin")
+  assert "latent_training.epochs = 10" in bindings
+  options = claims_plan.Run("balanced", 0.3, "weighted", 0,
+                            (("weight_shift", -1.0),))
+  assert ("build_robust_xid_objective.weight_shift = -1.0"
+          in claims_plan.gin_config(options, TINY_SCALE)[1])
+  assert options.name == "balanced_r0.3/weighted_weight_shift-1_s0"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"rates": [0.1, 1.0]}, "faulty_positive_rate"),
+    ({"rates": [-0.1]}, "faulty_positive_rate"),
+    ({"seeds": [3]}, "at least 2"),
+    ({"seeds": [3, 3]}, "at least 2"),
+    ({"claim_ids": ["avid", "robust"]}, "unknown"),
+    ({"soft_kind": "teacher"}, "soft_kind"),
+])
+def test_bad_options_are_user_errors(kwargs, message):
+  with pytest.raises(errors.UserError, match=message):
+    claims_study.make_plan(**kwargs)
+
+
+def test_defaults_and_quick_plan():
+  plan, scale = claims_study.make_plan()
+  assert plan.seeds == (100, 101, 102, 103, 104)
+  assert plan.rates == (0.0, 0.1, 0.3, 0.5)
+  assert plan.soft_kind == claims_plan.default_soft_kind()
+  assert (scale.num_train, scale.epochs, scale.batch_size) == (8000, 20, 256)
+  quick, quick_scale = claims_study.make_plan(quick=True)
+  assert quick.seeds == (100, 101) and quick.rates == (0.0, 0.5)
+  assert quick_scale.num_train < scale.num_train
+
+
+def test_script_writes_report_with_stubbed_study(tmp_path, monkeypatch):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  seen = {}
+
+  def fake_run_study(study, plan):
+    seen.update(study=study, plan=plan)
+    return {"claims": [], "verdicts": {}}
+
+  monkeypatch.setattr(claims_study, "run_study", fake_run_study)
+  path = os.path.join(os.path.dirname(__file__), "..", "scripts",
+                      "claims_study.py")
+  spec = importlib.util.spec_from_file_location("claims_study_script", path)
+  script = importlib.util.module_from_spec(spec)
+  saved = flags.FLAGS
+  flags.FLAGS = flags.FlagValues()
+  try:
+    spec.loader.exec_module(script)
+    flags.FLAGS([path, f"--work_dir={tmp_path}", "--quick", "--seed=5",
+                 "--seed=6", "--faulty_positive_rate=0.2",
+                 "--claim=weights_auc", "--gin_bindings=a.b = 1"])
+    script.main([])
+  finally:
+    flags.FLAGS = saved
+  assert seen["plan"].seeds == (5, 6) and seen["plan"].rates == (0.2,)
+  assert seen["plan"].claims == ("weights_auc",)
+  assert seen["study"].gin_bindings == ("a.b = 1",)
+  assert seen["study"].scale == claims_study.QUICK_SCALE
