@@ -4,7 +4,8 @@ Sweeps the agreement weights (delta, kappa, w_min), the soft-target kind,
 lambda and tau_s, and the schedule (from scratch or after an xID warm-up)
 on the latent benchmark at faulty-positive rate 0.3, seeds 0-4, by the rule
 written in docs/methods.md ("Choosing Robust xID's defaults"). Writes
-<work_dir>/robust_xid_sweep.json and prints the choices. Rerunning reuses
+<work_dir>/robust_xid_sweep.json and robust_xid_sweep.md and prints the
+choices. Rerunning reuses
 finished runs.
 
 Example:
@@ -37,6 +38,10 @@ def main(argv):
   report = robust_sweep.run_sweep(study)
   files.write_json(os.path.join(_WORK_DIR.value, "robust_xid_sweep.json"),
                    report)
+  table = robust_sweep.format_sweep(report)
+  files.write_text(os.path.join(_WORK_DIR.value, "robust_xid_sweep.md"),
+                   table)
+  print(table)
   print(json.dumps({"combined": report["combined"],
                     "schedule": report["schedule"]["chosen"]}, indent=1))
 

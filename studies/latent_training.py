@@ -44,12 +44,16 @@ def build_mlp_encoders(input_dim, hidden_dim=256, feature_dim=128,
                      f"{num_layers}")
 
   def encoder(name):
+    # Named layers: checkpoint paths must not depend on how many models the
+    # process built before (staged runs restore by path).
     layers = [keras.Input((input_dim,))]
     for n in range(num_layers):
       width = feature_dim if n == num_layers - 1 else hidden_dim
-      layers += [keras.layers.Dense(width, use_bias=False),
-                 keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5),
-                 keras.layers.ReLU()]
+      layers += [
+          keras.layers.Dense(width, use_bias=False, name=f"{name}_dense{n}"),
+          keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
+                                          name=f"{name}_norm{n}"),
+          keras.layers.ReLU(name=f"{name}_relu{n}")]
     return keras.Sequential(layers, name=name)
 
   return encoder("video_encoder"), encoder("audio_encoder")
@@ -178,7 +182,9 @@ def build_model(data, seed):
 def save_model(model, run_dir):
   """Writes the model's checkpoint; returns its prefix."""
   os.makedirs(run_dir, exist_ok=True)
-  return checkpointing.make_checkpoint(model).write(
+  # `save`, as training's checkpoint manager does: staged initialisation
+  # expects its save counter.
+  return checkpointing.make_checkpoint(model).save(
       os.path.join(run_dir, CHECKPOINT_NAME))
 
 

@@ -123,3 +123,22 @@ def run_sweep(study, seeds=DEV_SEEDS, rate=DEV_RATE):
           "runs": [claims_study.run_record(run, sweep.results[run])
                    for run in sweep.results],
           "seconds": time.time() - start}
+
+
+def format_sweep(report):
+  """The sweep as Markdown: every candidate's score, the choices."""
+  lines = [f"xID baseline: {report['xid_score']:.4f}", "",
+           "| stage | swept | value | score (mean of the two probes) |",
+           "|---|---|---|---|"]
+  for stage in report["stages"]:
+    for candidate in stage["candidates"]:
+      value = candidate["options"][stage["swept"]]
+      chosen = " (chosen)" if candidate["options"] == stage["chosen"] else ""
+      lines.append(f"| {stage['stage']} | {stage['swept']} | {value}{chosen}"
+                   f" | {candidate['score']:.4f} |")
+  schedule = report["schedule"]
+  low, high = schedule["interval"]
+  lines += ["", f"Schedule: xID warm-up - from scratch "
+            f"{schedule['mean_difference']:+.4f} [{low:+.4f}, {high:+.4f}]: "
+            f"{schedule['verdict']}; chosen: {schedule['chosen']}."]
+  return "\n".join(lines) + "\n"

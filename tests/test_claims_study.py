@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from avid_tf import errors
@@ -17,60 +18,75 @@ TINY_SCALE = claims_plan.Scale(num_train=512, num_test=400, epochs=30,
 # a run of 480 steps learns.
 EASY_DATA = (("video_informativeness", 0.5), ("audio_informativeness", 0.5),
              ("observation_noise", 0.2))
+# Clearer pairs still for the weights at rate 0.5.
+CLEAR_DATA = (("video_informativeness", 0.8), ("audio_informativeness", 0.8),
+              ("observation_noise", 0.1))
 FAST = ("latent_training.learning_rate = 3e-3",)
 
 
 def _plan(**kwargs):
-  options = dict(seeds=(0, 1), rates=(0.5,), soft_kind="swapped",
-                 claims=("avid_cross", "weights_auc"))
+  options = dict(seeds=(0, 1), rates=(0.5,), soft_kind="swapped")
   options.update(kwargs)
   return claims.Plan(**options)
+
+
+def _tiny_study(work_dir, data, claim_ids, rates=(0.5,)):
+  study = claims_study.StudyConfig(
+      work_dir=str(work_dir), scale=TINY_SCALE, num_classes=4,
+      gin_bindings=FAST, data_overrides=data)
+  plan = claims.Plan(seeds=(0, 1), rates=rates, soft_kind="swapped",
+                     claims=claim_ids)
+  report = claims_study.run_study(study, plan)
+  with open(os.path.join(work_dir, "claims.json")) as f:
+    written = json.load(f)
+  assert written["verdicts"] == report["verdicts"]
+  assert set(written) >= {"claims", "runs", "verdicts", "calibration",
+                          "seconds", "config"}
+  assert {row["id"] for row in written["claims"]} == set(claim_ids)
+  for row in written["claims"]:
+    low, high = row["interval"]
+    assert low <= row["mean_difference"] <= high
+    assert row["verdict"] in ("holds", "refuted", "inconclusive")
+  for run in written["runs"]:
+    assert 0.0 <= run["video_probe"] <= 1.0 and run["seconds"] > 0
+    assert set(run) >= {"variant", "seed", "faulty_positive_rate",
+                        "audio_probe"}
+  return study, plan, written
+
+
+def _mean(written, variant, figure):
+  values = [r[figure] for r in written["runs"] if r["variant"] == variant]
+  return sum(values) / len(values)
 
 
 @pytest.mark.slow
 def test_tiny_study_end_to_end_and_rerun_trains_nothing(tmp_path,
                                                         monkeypatch):
-  study = claims_study.StudyConfig(
-      work_dir=str(tmp_path), scale=TINY_SCALE, num_classes=4,
-      gin_bindings=FAST, data_overrides=EASY_DATA)
-  report = claims_study.run_study(study, _plan())
-  with open(tmp_path / "claims.json") as f:
-    written = json.load(f)
-  assert written["verdicts"] == report["verdicts"]
-  assert set(written) >= {"claims", "runs", "verdicts", "calibration",
-                          "seconds", "config"}
-  assert {row["id"] for row in written["claims"]} == {"avid_cross",
-                                                      "weights_auc"}
-  for row in written["claims"]:
-    low, high = row["interval"]
-    assert low <= row["mean_difference"] <= high
-    assert row["verdict"] in ("holds", "refuted", "inconclusive")
-  variants = {(r["variant"], r["faulty_positive_rate"]) for r in
-              written["runs"]}
-  assert variants == {("avid_cross", 0.0), ("avid_self", 0.0),
-                      ("avid_joint", 0.0), ("random_init", 0.0),
-                      ("weighted", 0.5)}
-  for run in written["runs"]:
-    assert 0.0 <= run["video_probe"] <= 1.0 and run["seconds"] > 0
-  table = (tmp_path / "claims.md").read_text()
-  assert table.count("| avid_cross |") == 5 and "| weights_auc |" in table
-
-  def mean(variant, figure):
-    values = [r[figure] for r in written["runs"] if r["variant"] == variant]
-    return sum(values) / len(values)
-
-  # Facts that hold even at this size.
-  assert mean("avid_cross", "video_probe") > mean("random_init",
-                                                  "video_probe") + 0.02
-  assert mean("weighted", "faulty_weight_auc") > 0.5
+  study, plan, written = _tiny_study(tmp_path / "avid", EASY_DATA,
+                                     ("avid_cross",))
+  variants = {r["variant"] for r in written["runs"]}
+  assert variants == {"avid_cross", "avid_self", "avid_joint",
+                      "random_init"}
+  table = (tmp_path / "avid" / "claims.md").read_text()
+  assert table.count("| avid_cross |") == 5
   assert written["calibration"]["balanced"]["latent_probe"] > 0.9
+  # Facts that hold even at this size: Cross-AVID learns something, and
+  # the weights tell faulty pairs apart better than chance.
+  assert (_mean(written, "avid_cross", "video_probe")
+          > _mean(written, "random_init", "video_probe") + 0.02)
+  _, _, weighted = _tiny_study(tmp_path / "weights", CLEAR_DATA,
+                               ("weights_auc",))
+  assert {(r["variant"], r["faulty_positive_rate"])
+          for r in weighted["runs"]} == {("weighted", 0.5)}
+  assert _mean(weighted, "weighted", "faulty_weight_auc") > 0.55
+  assert "| weights_auc |" in (tmp_path / "weights" / "claims.md").read_text()
 
   def no_training(*args, **kwargs):
     raise AssertionError("a cached run was trained again")
 
   monkeypatch.setattr(latent_training, "fit_run", no_training)
-  again = claims_study.run_study(study, _plan())
-  assert again["claims"] == report["claims"]
+  again = claims_study.run_study(study, plan)
+  assert again["claims"] == written["claims"]
 
 
 def test_required_runs_put_parents_first_without_repeats():
@@ -153,3 +169,25 @@ def test_script_writes_report_with_stubbed_study(tmp_path, monkeypatch):
   assert seen["plan"].claims == ("weights_auc",)
   assert seen["study"].gin_bindings == ("a.b = 1",)
   assert seen["study"].scale == claims_study.QUICK_SCALE
+
+
+def test_a_second_stage_starts_from_its_parent_in_the_same_process(tmp_path):
+  study = claims_study.StudyConfig(work_dir=str(tmp_path), scale=TINY_SCALE,
+                                   num_classes=4)
+  parent = claims_plan.Run("balanced", 0.0, "avid_cross", 0)
+  data = claims_study.run_data(study, parent)
+  files, bindings = claims_plan.gin_config(parent, TINY_SCALE)
+  first = latent_training.configure_run(data, 0, files, bindings)
+  prefix = latent_training.save_model(first.model, str(tmp_path / "parent"))
+  stage = claims_plan.Run("balanced", 0.0, "cma", 0)
+  files, bindings = claims_plan.gin_config(stage, TINY_SCALE)
+  second = latent_training.configure_run(data, 1, files, bindings,
+                                         init_from=prefix)
+  for mine, theirs in zip(second.model.video_encoder.weights,
+                          first.model.video_encoder.weights):
+    assert mine.path == theirs.path
+    np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+  np.testing.assert_array_equal(second.model.audio_bank.bank.numpy(),
+                                first.model.audio_bank.bank.numpy())
+  assert float(second.model.objective.state["partition"].numpy()) == float(
+      first.model.objective.state["partition"].numpy())

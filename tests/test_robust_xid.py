@@ -583,3 +583,20 @@ def test_builder_is_gin_configurable_and_names_the_layer():
 def test_invalid_settings_raise(kwargs, message):
   with pytest.raises(ValueError, match=message):
     RobustXIDObjective(**kwargs)
+
+
+def test_robust_gin_and_the_builder_defaults_agree():
+  """robust.gin is the builder's defaults with the weights switched on."""
+  import inspect  # pylint: disable=g-import-not-at-top
+  from avid_tf.training import gin_utils  # pylint: disable=g-import-not-at-top
+  defaults = {name: p.default for name, p in inspect.signature(
+      robust_xid.build_robust_xid_objective).parameters.items()
+              if p.default is not inspect.Parameter.empty}
+  with gin_utils.isolated_config():
+    gin_utils.parse_gin([os.path.join(gin_utils.GIN_ROOT, "robust_xid",
+                                      "robust.gin")], skip_unknown=True)
+    robust = robust_xid.build_robust_xid_objective(num_data=8)
+  assert robust.weighting and defaults["weighting"]
+  for name in ("soft_targets", "weight_shift", "weight_scale", "min_weight",
+               "target_mix", "target_temperature", "pair_temperature"):
+    assert getattr(robust, name) == defaults[name], name
