@@ -210,9 +210,9 @@ class RobustXIDObjective(base.Objective):
 
   def __init__(self, temperature=0.07, num_negatives=1024,
                candidates="sampled", weighting=True, weighting_start_epoch=1,
-               weight_shift=0.0, weight_scale=0.5, min_weight=0.0,
+               weight_shift=-2.0, weight_scale=1.0, min_weight=0.25,
                running_statistics=False, statistics_momentum=0.99,
-               soft_targets="swapped", target_mix=0.5,
+               soft_targets="bootstrap", target_mix=0.75,
                target_temperature=0.035, pair_temperature=0.07, seed=0,
                name=base.OBJECTIVE_NAME, **kwargs):
     super().__init__(name=name, **kwargs)
@@ -568,11 +568,16 @@ class RobustXIDCallback(keras.callbacks.Callback):
 def build_robust_xid_objective(
     num_data, seed=0, temperature=0.07, num_negatives=1024,
     candidates="sampled", weighting=True, weighting_start_epoch=1,
-    weight_shift=0.0, weight_scale=0.5, min_weight=0.0,
+    weight_shift=-2.0, weight_scale=1.0, min_weight=0.25,
     running_statistics=False, statistics_momentum=0.99,
-    soft_targets="swapped", target_mix=0.5, target_temperature=0.035,
+    soft_targets="bootstrap", target_mix=0.75, target_temperature=0.035,
     pair_temperature=0.07):
   """Returns the Robust xID objective (see RobustXIDObjective).
+
+  The defaults of the weights and the soft targets were chosen on the
+  claims benchmark's development configuration by the rule in
+  docs/methods.md ("Choosing Robust xID's defaults");
+  gin/robust_xid/robust.gin states the same values.
 
   Args:
     num_data: rows of the memory banks (unused: the objective reads them
