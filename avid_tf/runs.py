@@ -171,16 +171,18 @@ class Run:
       checkpointing.CheckpointMismatchError: the checkpoint does not fit.
     """
     path = self.checkpoint(checkpoint)
-    bank_path = f"{av_model.VIDEO_BANK_NAME}/{memory_bank.BANK_VARIABLE_NAME}"
-    model = self._build(checkpointing.bank_rows(path, bank_path), seed=0)
+    model = self._build(_bank_rows(path), seed=0)
     checkpointing.restore(checkpointing.make_checkpoint(model), path, model)
     return model
 
-  def random_init_model(self, num_data=1, seed=RANDOM_INIT_SEED):
+  def random_init_model(self, num_data=None, seed=RANDOM_INIT_SEED):
     """The run's architecture, freshly initialised: the baseline.
 
     Args:
-      num_data: memory-bank rows (the banks take no part in features).
+      num_data: memory-bank rows; None takes the rows of the run's newest
+        checkpoint (an objective may need more rows than it draws). The
+        banks are drawn apart from the weights, so this does not change
+        the encoders and heads.
       seed: seed of the weights and banks. The global random generators
         (Python, NumPy, TensorFlow, Keras) are reseeded with it, so the
         weights depend on `seed` alone, not on what the process drew before.
@@ -189,6 +191,8 @@ class Run:
       An `AVModel`, variables created.
     """
     self._require_run("a random-init model")
+    if num_data is None:
+      num_data = _bank_rows(self.checkpoint())
     keras.utils.set_random_seed(seed)
     return self._build(num_data, seed)
 
@@ -226,6 +230,12 @@ class Run:
     _use_local_batch_norm(encoder)
     return EncoderSource(encoder, "random" if random_init else "model_dir",
                          None if random_init else self.path, preprocessing)
+
+
+def _bank_rows(checkpoint):
+  """Memory-bank rows of a checkpoint (the run's training videos)."""
+  return checkpointing.bank_rows(
+      checkpoint, f"{av_model.VIDEO_BANK_NAME}/{memory_bank.BANK_VARIABLE_NAME}")
 
 
 def _check_modality(modality):

@@ -14,14 +14,14 @@ from avid_tf.utils import checks
 
 
 @dataclasses.dataclass(frozen=True)
-class ClipAugmentation:
-  """Augmentation of pretraining clips (see `clip_augmentation`).
+class VideoAugmentation:
+  """The crop, flip and colour jitter of a video clip, shared by pretraining
+  (`ClipAugmentation`) and fine-tuning (`finetune_data.ClipSettings`) clips.
 
-  Values are checked when it is made: a wrong type or a value out of range
-  is a `checks.BadValueError` naming the `clip_augmentation` binding.
+  A subclass checks these fields in its `__post_init__` with
+  `check_video_augmentation`.
   """
 
-  max_offsync: float
   crop_scale: Tuple[float, float]
   crop_ratio: Tuple[float, float]
   flip_probability: float
@@ -29,36 +29,43 @@ class ClipAugmentation:
   contrast: float
   saturation: float
   hue: float
+
+  def check_video_augmentation(self, builder):
+    """Checks and normalises the fields above, in place.
+
+    Args:
+      builder: the gin name that binds them.
+
+    Raises:
+      checks.BadValueError: naming `<builder>.<field>`.
+    """
+    checks.field(self, builder, "crop_scale", checks.numbers_pair, low=0)
+    checks.field(self, builder, "crop_ratio", checks.numbers_pair, low=0)
+    checks.field(self, builder, "flip_probability", checks.number, low=0,
+                 high=1)
+    for name in ("brightness", "contrast", "saturation"):
+      checks.field(self, builder, name, checks.number, low=0)
+    checks.field(self, builder, "hue", checks.number, low=0, high=0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipAugmentation(VideoAugmentation):
+  """Augmentation of pretraining clips (see `clip_augmentation`).
+
+  Values are checked when it is made: a wrong type or a value out of range
+  is a `checks.BadValueError` naming the `clip_augmentation` binding.
+  """
+
+  max_offsync: float
   gain_range: Tuple[float, float]
   antialias: bool
 
   def __post_init__(self):
     builder = "clip_augmentation"
-    check_video_augmentation(self, builder)
+    self.check_video_augmentation(builder)
     checks.field(self, builder, "max_offsync", checks.number, low=0)
     checks.field(self, builder, "gain_range", checks.numbers_pair, low=0)
     checks.field(self, builder, "antialias", checks.boolean)
-
-
-def check_video_augmentation(settings, builder):
-  """Checks the video augmentation of pretraining or fine-tuning clips.
-
-  Args:
-    settings: a frozen dataclass with crop_scale, crop_ratio,
-      flip_probability, brightness, contrast, saturation and hue (in its
-      `__post_init__`); the values are checked and normalised in place.
-    builder: the gin name that binds them.
-
-  Raises:
-    checks.BadValueError: naming `<builder>.<field>`.
-  """
-  checks.field(settings, builder, "crop_scale", checks.numbers_pair, low=0)
-  checks.field(settings, builder, "crop_ratio", checks.numbers_pair, low=0)
-  checks.field(settings, builder, "flip_probability", checks.number, low=0,
-               high=1)
-  for name in ("brightness", "contrast", "saturation"):
-    checks.field(settings, builder, name, checks.number, low=0)
-  checks.field(settings, builder, "hue", checks.number, low=0, high=0.5)
 
 
 @gin.configurable

@@ -83,8 +83,8 @@ def load_model(model_dir, random_init=False, seed=runs.RANDOM_INIT_SEED,
     model_dir: a training (or converted) run folder.
     random_init: build the run's architecture with fresh weights instead.
     seed: seed of the fresh weights.
-    num_data: memory-bank rows of a fresh model (default 1; the banks take
-      no part in features).
+    num_data: memory-bank rows of a fresh model (default: the run's; the
+      banks take no part in features).
 
   Returns:
     (model, settings): the `AVModel` and a JSON-able dict naming its
@@ -93,7 +93,7 @@ def load_model(model_dir, random_init=False, seed=runs.RANDOM_INIT_SEED,
   model_dir = os.path.abspath(model_dir)
   run = runs.open_run(model_dir)
   if random_init:
-    model = run.random_init_model(num_data or 1, seed=seed)
+    model = run.random_init_model(num_data, seed=seed)
     return model, {"model_dir": model_dir, "checkpoint": None,
                    "random_init_seed": int(seed)}
   checkpoint = run.checkpoint()

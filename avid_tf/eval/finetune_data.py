@@ -30,7 +30,7 @@ import dataclasses
 import glob
 import os
 import re
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import gin
 import numpy as np
@@ -309,7 +309,7 @@ def _frame_shape(frames, encoded):
 
 
 @dataclasses.dataclass(frozen=True)
-class ClipSettings:
+class ClipSettings(augmentation.VideoAugmentation):
   """Geometry and augmentation of fine-tuning clips (see `finetune_clips`).
 
   Values are checked when it is made: a wrong type or a value out of range
@@ -319,13 +319,6 @@ class ClipSettings:
   num_frames: int
   crop_size: int
   frame_rate: float
-  crop_scale: Tuple[float, float]
-  crop_ratio: Tuple[float, float]
-  flip_probability: float
-  brightness: float
-  contrast: float
-  saturation: float
-  hue: float
 
   def __post_init__(self):
     builder = "finetune_clips"
@@ -333,7 +326,7 @@ class ClipSettings:
     checks.field(self, builder, "crop_size", checks.integer, minimum=1)
     checks.field(self, builder, "frame_rate", checks.number, low=0,
                  low_open=True)
-    augmentation.check_video_augmentation(self, builder)
+    self.check_video_augmentation(builder)
 
   @property
   def clip_seconds(self):

@@ -23,7 +23,7 @@ from avid_tf.utils import files
 FILE_NAME = "builder_args.json"
 CONFIG_FILE = "config.gin"
 # Given when the model is built, not configured.
-_BUILD_TIME_ARGS = ("num_data", "seed", "objective")
+_BUILD_TIME_ARGS = ("num_data", "seed", "objective", "encoders")
 
 
 def _arguments(builder):

@@ -28,7 +28,6 @@ from avid_tf.utils import checks
 from avid_tf.utils import files
 
 CHECKPOINT_SUBDIR = "checkpoints"
-CONFIG_FILE = builder_args.CONFIG_FILE
 # The run's figures, rewritten at the end of every session of the run.
 SUMMARY_FILE = "train_summary.json"
 MIXED_PRECISION_POLICIES = (None, "mixed_float16", "mixed_bfloat16")
@@ -331,7 +330,7 @@ def _train(model_dir, settings, init_from, extra_callbacks):
     checkpointing.remove_worker_directory(state.checkpoint_dir, distribution)
   summary = _summary(step, earlier, logger, time.time() - start_time)
   if is_chief:
-    files.write_text(os.path.join(model_dir, CONFIG_FILE),
+    files.write_text(os.path.join(model_dir, builder_args.CONFIG_FILE),
                      gin.operative_config_str())
     files.write_json(
         os.path.join(model_dir, SUMMARY_FILE),
@@ -438,7 +437,7 @@ def _make_callbacks(model_dir, settings, data, state, distribution,
 def _write_run_files(model_dir, preprocessing):
   """What a run folder holds before its first step: the operative config,
   the builders' arguments and the preprocessing record."""
-  files.write_text(os.path.join(model_dir, CONFIG_FILE),
+  files.write_text(os.path.join(model_dir, builder_args.CONFIG_FILE),
                    gin.operative_config_str())
   builder_args.write(model_dir, builder_args.current())
   preprocessing.write(model_dir)
