@@ -24,10 +24,19 @@ FILE_NAME = "builder_args.json"
 CONFIG_FILE = "config.gin"
 # Given when the model is built, not configured.
 _BUILD_TIME_ARGS = ("num_data", "seed", "objective", "encoders")
+# The configurable builders by gin name, as defined (a caller that wraps a
+# builder, as a test may, does not change what gin binds).
+_MODEL_BUILDERS = {builder.__name__: builder for builder in (
+    builders.build_encoders, builders.build_av_model,
+    builders.build_objective)}
 
 
 def _arguments(builder):
-  """{argument: value} of a gin-configurable builder: defaults, then gin's."""
+  """{argument: value} of a gin-configurable builder: defaults, then gin's.
+
+  Args:
+    builder: the configurable function.
+  """
   values = {name: parameter.default
             for name, parameter in inspect.signature(builder).parameters.items()
             if name not in _BUILD_TIME_ARGS
@@ -48,16 +57,15 @@ def current():
     errors.UserError: an argument whose value JSON cannot hold (a gin
       reference, say).
   """
-  objective = _arguments(builders.build_objective)
+  objective = _arguments(_MODEL_BUILDERS["build_objective"])
   objective_builder = builders.OBJECTIVES.get(objective["name"])
   if objective_builder is None:  # build_objective reports it when training.
     raise errors.UserError(
         f"Unknown objective {objective['name']!r} (build_objective.name); "
         f"choose one of {sorted(builders.OBJECTIVES)}.")
-  args = {"build_encoders": _arguments(builders.build_encoders),
-          "build_av_model": _arguments(builders.build_av_model),
-          "build_objective": objective,
-          objective_builder.__name__: _arguments(objective_builder)}
+  args = {name: _arguments(builder)
+          for name, builder in _MODEL_BUILDERS.items()}
+  args[objective_builder.__name__] = _arguments(objective_builder)
   try:
     return json.loads(json.dumps(args))
   except TypeError as error:
