@@ -1,7 +1,8 @@
 """The main job end to end on the embedded synthetic dataset.
 
 generate synthetic videos -> ingest -> pretrain (one or more stages) ->
-frozen-feature linear probes (pretrained vs randomly initialised encoders)
+frozen-feature linear probes (pretrained vs randomly initialised encoders,
+`runs.RANDOM_INIT_SEED`)
 and cross-modal retrieval on the held-out split -> export -> table, plots,
 summary.json. Every stage reuses what an earlier, interrupted run left
 behind.
@@ -19,19 +20,16 @@ import time
 
 import gin
 
+from avid_tf import runs
 from avid_tf.data import ingest
-from avid_tf.data import pipeline
-from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
 from avid_tf.data import synthetic
-from avid_tf.eval import features
-from avid_tf.eval import linear_probe
+from avid_tf.eval import frozen_evaluation
 from avid_tf.eval import plots
-from avid_tf.eval import retrieval
 from avid_tf.export import saved_model
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
-from avid_tf.training import trained_model
+from avid_tf.utils import checks
 from avid_tf.utils import files
 
 QUICKSTART_GIN = os.path.join(gin_utils.GIN_ROOT, "quickstart.gin")
@@ -133,75 +131,6 @@ def train_stages(work_dir, dataset_dir, method="avid", gin_files=(),
   return stages
 
 
-def _features_and_embeddings(modality, encoder, head):
-  """Clip function: pooled encoder features and projection-head embeddings."""
-  def fn(clips):
-    pooled = encoder(clips, training=False)
-    return {modality: pooled,
-            f"{modality}_embedding": head(pooled, training=False)}
-  return fn
-
-
-def _split_features(model, dataset, preprocessing, split, batch_size,
-                    num_clips):
-  """Clip-averaged features and embeddings of both modalities of a split.
-
-  Clips have the geometry the model was trained on (the run's record).
-  """
-  dataset = pipeline.make_eval_dataset(
-      dataset, split, batch_size, preprocessing=preprocessing,
-      num_clips=num_clips)
-  return features.extract_features(dataset, {
-      "video": _features_and_embeddings("video", model.video_encoder,
-                                        model.video_head),
-      "audio": _features_and_embeddings("audio", model.audio_encoder,
-                                        model.audio_head),
-  })
-
-
-def _probe(train, val, key):
-  return linear_probe.linear_probe_accuracy(
-      train[key], train["label"], val[key], val["label"])
-
-
-def evaluate_model(model, dataset, preprocessing, batch_size=16,
-                   num_clips=4):
-  """Frozen-feature probes and retrieval of a model on the held-out split.
-
-  Args:
-    model: an AVModel.
-    dataset: the `schema.DatasetInfo` (its "train" and "val" splits).
-    preprocessing: the run's `Preprocessing`.
-    batch_size: videos per evaluation batch.
-    num_clips: clips per video, uniformly spaced, averaged.
-
-  Returns:
-    (figures, val_features): the figures dict (linear_probe_video_top1,
-    linear_probe_audio_top1, retrieval_{v2a,a2v}_r{1,5}, class-level
-    retrieval_class_{v2v,a2a,v2a,a2v}_{r1,r5,map}) and the held-out
-    features.
-  """
-  splits = {split: _split_features(model, dataset, preprocessing, split,
-                                   batch_size, num_clips)
-            for split in ("train", "val")}
-  train, val = splits["train"], splits["val"]
-  recall_v2a = retrieval.recall_at_k(val["video_embedding"],
-                                     val["audio_embedding"])
-  recall_a2v = retrieval.recall_at_k(val["audio_embedding"],
-                                     val["video_embedding"])
-  figures = {
-      "linear_probe_video_top1": _probe(train, val, "video"),
-      "linear_probe_audio_top1": _probe(train, val, "audio"),
-      "retrieval_v2a_r1": recall_v2a[1],
-      "retrieval_a2v_r1": recall_a2v[1],
-      "retrieval_v2a_r5": recall_v2a[5],
-      "retrieval_a2v_r5": recall_a2v[5],
-  }
-  figures.update(retrieval.class_figures(
-      val["video_embedding"], val["audio_embedding"], val["label"]))
-  return figures, val
-
-
 def _last_epoch_value(train_summary, key):
   """The newest epoch-level value of `key` a run logged, or None."""
   for _, values in reversed(train_summary.get("epoch_logs", [])):
@@ -241,6 +170,11 @@ def run_quickstart(work_dir, method="avid", gin_files=(), gin_bindings=(),
   """
   start = time.time()
   stage_gin_file(method)  # Fails early for an unknown method.
+  _check_arguments(num_classes=num_classes, videos_per_class=videos_per_class,
+                   val_fraction=val_fraction, duration=duration, size=size,
+                   faulty_positive_rate=faulty_positive_rate,
+                   eval_batch_size=eval_batch_size, eval_clips=eval_clips,
+                   seed=seed)
   dataset_dir = prepare_dataset(
       work_dir, num_classes=num_classes, videos_per_class=videos_per_class,
       val_fraction=val_fraction, duration=duration, size=size,
@@ -249,40 +183,23 @@ def run_quickstart(work_dir, method="avid", gin_files=(), gin_bindings=(),
   stages = train_stages(work_dir, dataset_dir, method, gin_files,
                         gin_bindings)
   model_dir, train_summary = stages[-1]
-
-  _log("extracting frozen features (pretrained and random init)")
   dataset = schema.DatasetInfo.load(dataset_dir)
-  preprocessing = preprocessing_lib.Preprocessing.read(model_dir)
-  model = trained_model.load_trained_model(model_dir)
-  random_model = trained_model.build_model(model_dir, model.num_data,
-                                           seed=seed + 12345)
-  figures, val = evaluate_model(model, dataset, preprocessing,
-                                eval_batch_size, eval_clips)
-  random_figures, _ = evaluate_model(random_model, dataset, preprocessing,
-                                     eval_batch_size, eval_clips)
-
-  export_dir = os.path.join(work_dir, "export" if method == "avid"
-                            else f"export_{method}")
+  run = runs.open_run(model_dir)
+  model = run.model()
+  _log("extracting frozen features (pretrained and random init)")
+  figures, val = frozen_evaluation.evaluate_model(
+      model, dataset, run.preprocessing, eval_batch_size, eval_clips)
+  random_figures, _ = frozen_evaluation.evaluate_run(
+      model_dir, dataset, eval_batch_size, eval_clips, random_init=True)
+  suffix = "" if method == "avid" else f"_{method}"
+  export_dir = os.path.join(work_dir, f"export{suffix}")
   _log(f"exporting encoders to {export_dir}")
-  export_metadata = preprocessing.export_metadata()
+  export_metadata = run.preprocessing.export_metadata()
   saved_model.export_encoders(model, export_dir,
                               video_preprocessing=export_metadata["video"],
                               audio_preprocessing=export_metadata["audio"],
                               overwrite=True)
-
-  suffix = "" if method == "avid" else f"_{method}"
-  metadata = dataset.metadata
-  history = train_summary["history"]
-  loss_keys = sorted({key for _, logs in history for key in logs
-                      if key.startswith("loss_")})
-  plots.plot_loss_curve(history,
-                        os.path.join(work_dir, f"loss_curve{suffix}.png"),
-                        keys=["loss"] + loss_keys)
-  plots.plot_embeddings(
-      val["video"], val["label"],
-      os.path.join(work_dir, f"val_video_features_pca{suffix}.png"),
-      f"Held-out video features (PCA), pretrained ({method})",
-      metadata["label_names"])
+  _plot(work_dir, suffix, method, train_summary, val, dataset)
   summary = dict(figures)
   summary.update({
       "random_init_linear_probe_video_top1":
@@ -297,27 +214,65 @@ def run_quickstart(work_dir, method="avid", gin_files=(), gin_bindings=(),
                   "train_seconds": s["train_seconds"]}
                  for stage_dir, s in stages],
       "total_seconds": time.time() - start,
-      "num_videos": int(sum(metadata["num_videos"].values())),
+      "num_videos": int(sum(dataset.metadata["num_videos"].values())),
       "num_train_videos": model.num_data,
       "num_val_videos": int(len(val["label"])),
       "export_dir": export_dir,
       "model_dir": model_dir,
   })
-  if method == "cma":
-    avid_dir = stages[0][0]
-    avid_figures, _ = evaluate_model(
-        trained_model.load_trained_model(avid_dir), dataset,
-        preprocessing_lib.Preprocessing.read(avid_dir), eval_batch_size,
-        eval_clips)
-    summary["avid_stage"] = dict(avid_figures, model_dir=avid_dir,
-                                 train_steps=stages[0][1]["steps"])
-    for key in ("positive_set_precision", "positive_set_precision_chance"):
-      summary[key] = _last_epoch_value(train_summary, key)
-  auc = _last_epoch_value(train_summary, "faulty_weight_auc")
-  if auc is not None:
-    summary["faulty_weight_auc"] = auc
+  summary.update(_method_figures(method, stages, dataset, eval_batch_size,
+                                 eval_clips))
   files.write_json(os.path.join(work_dir, f"summary{suffix}.json"), summary)
   return summary
+
+
+def _check_arguments(**values):
+  """Raises checks.BadValueError naming the run_quickstart binding of a
+  value of the wrong type or out of range."""
+  names = {key: f"run_quickstart.{key}" for key in values}
+  checks.integer(names["num_classes"], values["num_classes"], minimum=2)
+  for key in ("videos_per_class", "size", "eval_batch_size", "eval_clips"):
+    checks.integer(names[key], values[key], minimum=1)
+  checks.integer(names["seed"], values["seed"], minimum=0)
+  checks.number(names["val_fraction"], values["val_fraction"], low=0, high=1,
+                low_open=True, high_open=True)
+  checks.number(names["duration"], values["duration"], low=0, low_open=True)
+  checks.number(names["faulty_positive_rate"],
+                values["faulty_positive_rate"], low=0, high=1)
+
+
+def _plot(work_dir, suffix, method, train_summary, val, dataset):
+  """The loss curves of the last stage and the held-out features' PCA."""
+  history = train_summary["history"]
+  loss_keys = sorted({key for _, logs in history for key in logs
+                      if key.startswith("loss_")})
+  plots.plot_loss_curve(history,
+                        os.path.join(work_dir, f"loss_curve{suffix}.png"),
+                        keys=["loss"] + loss_keys)
+  plots.plot_embeddings(
+      val["video"], val["label"],
+      os.path.join(work_dir, f"val_video_features_pca{suffix}.png"),
+      f"Held-out video features (PCA), pretrained ({method})",
+      dataset.metadata["label_names"])
+
+
+def _method_figures(method, stages, dataset, eval_batch_size, eval_clips):
+  """What a method adds to the summary: for "cma", the AVID stage's figures
+  and the positive-set precision; the faulty-weight AUC when logged."""
+  train_summary = stages[-1][1]
+  figures = {}
+  if method == "cma":
+    avid_dir = stages[0][0]
+    avid_figures, _ = frozen_evaluation.evaluate_run(
+        avid_dir, dataset, eval_batch_size, eval_clips)
+    figures["avid_stage"] = dict(avid_figures, model_dir=avid_dir,
+                                 train_steps=stages[0][1]["steps"])
+    for key in ("positive_set_precision", "positive_set_precision_chance"):
+      figures[key] = _last_epoch_value(train_summary, key)
+  auc = _last_epoch_value(train_summary, "faulty_weight_auc")
+  if auc is not None:
+    figures["faulty_weight_auc"] = auc
+  return figures
 
 
 def format_table(summary):

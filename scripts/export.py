@@ -13,9 +13,8 @@ import json
 from absl import flags
 
 from avid_tf import cli
-from avid_tf.data import preprocessing as preprocessing_lib
+from avid_tf import runs
 from avid_tf.export import saved_model
-from avid_tf.training import trained_model
 
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Folder of the training run (config.gin + checkpoints).")
@@ -32,9 +31,9 @@ flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 def main(argv):
   del argv
-  model = trained_model.load_trained_model(_MODEL_DIR.value, _CHECKPOINT.value)
-  preprocessing = preprocessing_lib.Preprocessing.read(
-      _MODEL_DIR.value).export_metadata()
+  run = runs.open_run(_MODEL_DIR.value)
+  model = run.model(_CHECKPOINT.value)
+  preprocessing = run.preprocessing.export_metadata()
   paths = saved_model.export_encoders(
       model, _EXPORT_DIR.value, video_preprocessing=preprocessing["video"],
       audio_preprocessing=preprocessing["audio"],

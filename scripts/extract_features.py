@@ -18,6 +18,7 @@ from absl import flags
 
 from avid_tf import cli
 from avid_tf import errors
+from avid_tf import runs
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
 from avid_tf.eval import features
@@ -57,8 +58,9 @@ _RANDOM_INIT = flags.DEFINE_bool(
     "Use the run's architecture with freshly initialised weights (the "
     "baseline) instead of its checkpoint.")
 _SEED = flags.DEFINE_integer(
-    "random_init_seed", features.DEFAULT_RANDOM_INIT_SEED,
-    "Seed of the --random_init weights.")
+    "random_init_seed", runs.RANDOM_INIT_SEED,
+    "Seed of the --random_init weights (default: runs.RANDOM_INIT_SEED, the "
+    "seed of every random-init baseline).")
 flags.mark_flags_as_required(["model_dir", "dataset_dir", "output_dir"])
 
 

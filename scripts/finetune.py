@@ -35,7 +35,7 @@ _GIN_FILE = flags.DEFINE_multi_string(
     "Gin protocol file(s), e.g. gin/eval/ucf101_8f.gin, applied in order.")
 _GIN_BINDINGS = flags.DEFINE_multi_string(
     "gin_bindings", [],
-    "Extra gin bindings after the files, e.g. 'finetune.epochs = 2'.")
+    "Extra gin bindings after the files, e.g. 'finetune_schedule.epochs = 2'.")
 _DATASET_DIR = flags.DEFINE_string(
     "dataset_dir", None,
     "Dataset folder written by scripts/prepare_data.py "

@@ -27,7 +27,7 @@ from absl import flags
 
 from avid_tf import cli
 from avid_tf.eval import audio_probe
-from avid_tf.eval import linear_probe
+from avid_tf.eval import sklearn_probe
 from avid_tf.eval import probe_runner
 from avid_tf.training import gin_utils
 from avid_tf.utils import files
@@ -58,7 +58,7 @@ _TRAIN_SPLIT = flags.DEFINE_string("train_split", "train",
 _TEST_SPLIT = flags.DEFINE_string("test_split", "val",
                                   "Split of --dataset_dir to test on.")
 _CLASSIFIER = flags.DEFINE_enum(
-    "classifier", "svm", list(linear_probe.CLASSIFIERS),
+    "classifier", "svm", list(sklearn_probe.CLASSIFIERS),
     "Audio probe classifier: one-vs-rest linear SVM (the papers') or "
     "multinomial logistic regression.")
 _C = flags.DEFINE_float("C", 1.0,
@@ -79,8 +79,9 @@ _OUTPUT_DIR = flags.DEFINE_string(
 _RANDOM_INIT = flags.DEFINE_bool(
     "random_init", False,
     "Probe the run's architecture at random initialisation (the baseline).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the classifiers, data "
-                             "order and random init.")
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "Seed of the classifiers and data order (the --random_init "
+    "weights always use runs.RANDOM_INIT_SEED, as every baseline does).")
 _GIN_FILE = flags.DEFINE_multi_string("gin_file", [],
                                       "Gin file(s) of probe settings.")
 _GIN_BINDINGS = flags.DEFINE_multi_string(

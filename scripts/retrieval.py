@@ -21,6 +21,7 @@ from absl import flags
 
 from avid_tf import cli
 from avid_tf import errors
+from avid_tf import runs
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
 from avid_tf.eval import features
@@ -48,8 +49,9 @@ _RANDOM_INIT = flags.DEFINE_bool(
     "Freshly initialised weights of the run's architecture (with "
     "--model_dir).")
 _SEED = flags.DEFINE_integer(
-    "random_init_seed", features.DEFAULT_RANDOM_INIT_SEED,
-    "Seed of the --random_init weights.")
+    "random_init_seed", runs.RANDOM_INIT_SEED,
+    "Seed of the --random_init weights (default: runs.RANDOM_INIT_SEED, the "
+    "seed of every random-init baseline).")
 _FEATURE = flags.DEFINE_enum(
     "feature", "embedding", ["embedding", "pool"],
     "Features to compare: projection-head embeddings or encoder outputs "

@@ -18,11 +18,12 @@ import os
 import numpy as np
 
 from avid_tf import quickstart
+from avid_tf import runs
 from avid_tf.eval import plots
 from avid_tf.memory import agreement
-from studies import harness
-from avid_tf.training import trained_model
 from avid_tf.utils import files
+
+from studies import harness
 
 STUDY_FILE = "cma_study.json"
 
@@ -43,7 +44,7 @@ def positive_set_precisions(avid_dir, labels, ks=(8, 32), seed=0):
   Returns:
     {agreement or "random": {k: precision}} plus {"chance": {k: ...}}.
   """
-  model = trained_model.load_trained_model(avid_dir)
+  model = runs.open_run(avid_dir).model()
   precisions = {}
   for name in agreement.AGREEMENTS:
     precisions[name] = {
@@ -109,7 +110,7 @@ def run_cma_study(work_dir, seeds=(0, 1, 2), extra_epochs=20, ks=(8, 32),
       "figures": summaries,
       "random_init": harness.evaluate_run(avid_dir, dataset_dir,
                                           eval_clips=eval_clips,
-                                          random_init=True, seed=12345),
+                                          random_init=True),
   }
   harness.plot_figures(os.path.join(work_dir, "cma_study_figures.png"),
                        "After AVID, AVID+CMA and AVID continued", summaries)

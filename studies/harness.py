@@ -2,7 +2,7 @@
 
 A study trains several variants with the same budget on the same synthetic
 dataset (`quickstart.prepare_dataset`), evaluates each with the
-quickstart's frozen-feature probes and retrieval, and writes a JSON file and
+frozen-feature probes and retrieval (`eval.frozen_evaluation`), and writes a JSON file and
 a PNG. Each variant's result is cached in its run folder, so an interrupted
 study resumes where it stopped and a rerun only reports. A cached result
 made by another evaluation (an older `EVALUATION_VERSION`, other clips) is
@@ -14,21 +14,20 @@ import os
 
 import numpy as np
 
-from avid_tf import quickstart
-from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
+from avid_tf.eval import frozen_evaluation
 from avid_tf.eval import plots
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
-from avid_tf.training import trained_model
 from avid_tf.utils import files
 
+
 RESULT_FILE = "study_result.json"
-# The figures every variant reports (quickstart.evaluate_model).
+# The figures every variant reports (frozen_evaluation.evaluate_model).
 FIGURES = ("linear_probe_video_top1", "linear_probe_audio_top1",
            "retrieval_v2a_r1", "retrieval_a2v_r1", "retrieval_v2a_r5",
            "retrieval_a2v_r5")
-# Bumped whenever quickstart.evaluate_model changes what it computes; results
+# Bumped whenever frozen_evaluation.evaluate_model changes what it computes; results
 # cached without the key come from version 1.
 EVALUATION_VERSION = 2  # 2: the scikit-learn probe.
 
@@ -85,17 +84,12 @@ def train_and_evaluate(run_dir, dataset_dir, gin_files, gin_bindings=(),
 
 
 def evaluate_run(run_dir, dataset_dir, eval_batch_size=16, eval_clips=4,
-                 random_init=False, seed=0):
-  """The frozen-feature figures of a run (or of its architecture at init)."""
-  dataset = schema.DatasetInfo.load(dataset_dir)
-  preprocessing = preprocessing_lib.Preprocessing.read(run_dir)
-  if random_init:
-    model = trained_model.build_model(run_dir, dataset.num_examples("train"),
-                                      seed=seed)
-  else:
-    model = trained_model.load_trained_model(run_dir)
-  figures, _ = quickstart.evaluate_model(model, dataset, preprocessing,
-                                         eval_batch_size, eval_clips)
+                 random_init=False):
+  """The frozen-feature figures of a run (or of its architecture at
+  `runs.RANDOM_INIT_SEED`)."""
+  figures, _ = frozen_evaluation.evaluate_run(
+      run_dir, schema.DatasetInfo.load(dataset_dir), eval_batch_size,
+      eval_clips, random_init=random_init)
   return figures
 
 

@@ -14,13 +14,13 @@ import keras
 import numpy as np
 import pytest
 
+from avid_tf import runs
 from avid_tf.convert import official_layout as layout
 from avid_tf.convert import pytorch_checkpoint
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.models import builders
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
-from avid_tf.training import trained_model
 from conftest import REPO
 from conftest import script_env
 
@@ -132,7 +132,8 @@ def test_round_trip_writes_a_model_dir_that_loads(keras_model, tmp_path):
   summary = _write(_official_state(keras_model), tmp_path / "converted")
   model_dir = str(tmp_path / "converted")
   assert sorted(os.listdir(model_dir)) == [
-      "checkpoints", "config.gin", "conversion.json", "preprocessing.json"]
+      "builder_args.json", "checkpoints", "config.gin", "conversion.json",
+      "preprocessing.json"]
   assert os.path.basename(summary["checkpoint"]) == "ckpt-0"
   assert summary["num_data"] == NUM_DATA
   assert summary["partition"] == PARTITION
@@ -140,7 +141,7 @@ def test_round_trip_writes_a_model_dir_that_loads(keras_model, tmp_path):
                                       "BatchNorm num_batches_tracked"]
   with open(os.path.join(model_dir, "conversion.json")) as f:
     assert json.load(f)["architecture"]["width_multiplier"] == 0.125
-  loaded = trained_model.load_trained_model(model_dir)
+  loaded = runs.open_run(model_dir).model()
   assert loaded.num_data == NUM_DATA
   expected = {v.path: v.numpy() for v in keras_model.variables}
   actual = {v.path: v.numpy() for v in loaded.variables}
@@ -364,7 +365,7 @@ def converted(official, tmp_path_factory, tiny_dataset_dir):
 
 
 def test_features_agree_with_pytorch(torch, official, converted):
-  model = trained_model.load_trained_model(converted["model_dir"])
+  model = runs.open_run(converted["model_dir"]).model()
   rng = np.random.default_rng(5)
   video = rng.standard_normal((2, 4, 32, 32, 3)).astype(np.float32)
   # Time x frequency, as both frameworks take it; not square, so a kernel
@@ -393,7 +394,7 @@ def test_features_agree_with_pytorch(torch, official, converted):
 
 def test_banks_z_and_preprocessing_come_through(official, converted):
   model_dir = converted["model_dir"]
-  model = trained_model.load_trained_model(model_dir)
+  model = runs.open_run(model_dir).model()
   np.testing.assert_array_equal(model.video_bank.bank.numpy(),
                                 official["banks"]["video"])
   np.testing.assert_array_equal(model.audio_bank.bank.numpy(),

@@ -1,6 +1,6 @@
 """Tests of the minimal evaluation tools: features and retrieval.
 
-The linear probe is tested in test_linear_probe.py.
+The linear probe is tested in test_sklearn_probe.py.
 """
 
 import numpy as np

@@ -16,13 +16,13 @@ import pytest
 import tensorflow as tf
 
 from avid_tf import errors
-from avid_tf import quickstart
+from avid_tf import runs
 from avid_tf.data import pipeline
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
 from avid_tf.eval import features
+from avid_tf.eval import frozen_evaluation
 from avid_tf.eval import retrieval
-from avid_tf.training import trained_model
 from conftest import REPO
 from conftest import script_env
 
@@ -110,7 +110,7 @@ def test_shards_index_and_manifest(extracted, tiny_run_dir):
                                 [f"val/{i}.mp4" for i in range(NUM_VAL)])
   np.testing.assert_array_equal(loaded["label"], np.arange(NUM_VAL) % 4)
   np.testing.assert_array_equal(loaded["index"], np.arange(NUM_VAL))
-  model = trained_model.load_trained_model(tiny_run_dir)
+  model = runs.open_run(tiny_run_dir).model()
   assert loaded["video_pool"].shape == (NUM_VAL,
                                         model.video_encoder.feature_dim)
   assert loaded["audio_embedding"].shape == (NUM_VAL, 16)
@@ -126,7 +126,7 @@ def test_shards_index_and_manifest(extracted, tiny_run_dir):
 def test_features_equal_a_direct_model_call(extracted, tiny_run_dir, dataset_dir):
   output_dir, _ = extracted
   loaded = features.load_features(output_dir)
-  model = trained_model.load_trained_model(tiny_run_dir)
+  model = runs.open_run(tiny_run_dir).model()
   preprocessing = preprocessing_lib.Preprocessing.read(tiny_run_dir)
   expected = _direct_features(model, dataset_dir, preprocessing)
   for name, value in expected.items():
@@ -233,13 +233,11 @@ def test_retrieval_script_from_features_and_from_model(extracted, tiny_run_dir,
   assert set(from_model["class"]) == {"v2v", "a2a", "v2a", "a2v"}
 
 
-def test_quickstart_retrieval_figures_come_from_the_retrieval_module(
+def test_frozen_evaluation_retrieval_figures_come_from_the_retrieval_module(
     tiny_run_dir, dataset_dir):
-  model = trained_model.load_trained_model(tiny_run_dir)
-  preprocessing = preprocessing_lib.Preprocessing.read(tiny_run_dir)
   dataset = schema.DatasetInfo.load(dataset_dir)
-  figures, val = quickstart.evaluate_model(model, dataset, preprocessing,
-                                           batch_size=4, num_clips=NUM_CLIPS)
+  figures, val = frozen_evaluation.evaluate_run(
+      tiny_run_dir, dataset, batch_size=4, num_clips=NUM_CLIPS)
   report = retrieval.retrieval_report(val["video_embedding"],
                                       val["audio_embedding"], val["label"],
                                       ks=(1, 5))

@@ -12,21 +12,32 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from avid_tf import errors
+from avid_tf import runs
 from avid_tf.data import pipeline
 from avid_tf.data import preprocessing as preprocessing_lib
-from avid_tf.eval import encoders
 from avid_tf.eval import finetune
 from avid_tf.eval import finetune_data
 from avid_tf.export import saved_model
 from avid_tf.training import gin_utils
-from avid_tf.training import trained_model
 from conftest import REPO
 from conftest import script_env
 
 # 4 frames of 32x32, one clip per video and epoch, batches of 4.
-TINY = dict(num_frames=4, crop_size=32, batch_size=4, clips_per_video=1,
-            num_test_clips=2, eval_batch_size=8, verbose=False)
-TINY_BINDINGS = [f"finetune.{key} = {value}" for key, value in TINY.items()]
+TINY_CLIPS = dict(num_frames=4, crop_size=32)
+TINY_SCHEDULE = dict(batch_size=4, clips_per_video=1, num_test_clips=2,
+                     eval_batch_size=8)
+TINY_BINDINGS = (
+    [f"finetune_clips.{key} = {value}" for key, value in TINY_CLIPS.items()] +
+    [f"finetune_schedule.{key} = {value}"
+     for key, value in TINY_SCHEDULE.items()] + ["finetune.verbose = False"])
+
+
+def _tiny(**schedule):
+  """finetune's tiny clips and schedule, with `schedule` changes."""
+  return dict(clips=finetune_data.finetune_clips(**TINY_CLIPS),
+              schedule=finetune.finetune_schedule(
+                  **dict(TINY_SCHEDULE, **schedule)), verbose=False)
 TINY_ENCODER_BINDINGS = ["build_encoders.video_depth = 10",
                          "build_encoders.width_multiplier = 0.125"]
 
@@ -34,7 +45,7 @@ TINY_ENCODER_BINDINGS = ["build_encoders.video_depth = 10",
 @pytest.fixture(scope="module")
 def export_dir(tiny_run_dir, tmp_path_factory):
   path = str(tmp_path_factory.mktemp("export"))
-  model = trained_model.load_trained_model(tiny_run_dir)
+  model = runs.open_run(tiny_run_dir).model()
   metadata = preprocessing_lib.Preprocessing.read(tiny_run_dir).export_metadata()
   saved_model.export_encoders(model, path,
                               video_preprocessing=metadata["video"],
@@ -131,18 +142,37 @@ def test_learning_rate_follows_the_ucf_and_hmdb_milestones():
 @pytest.mark.parametrize("name", ["ucf101_8f", "ucf101_32f", "hmdb51_8f",
                                   "hmdb51_32f"])
 def test_protocol_gin_files_parse_with_their_values(name):
-  import gin  # pylint: disable=g-import-not-at-top
   gin_utils.parse_gin([os.path.join(gin_utils.GIN_ROOT, "eval",
                                     f"{name}.gin")])
+  clips = finetune_data.finetune_clips()
+  schedule = finetune.finetune_schedule()
   frames = 8 if name.endswith("8f") else 32
-  assert gin.query_parameter("finetune.num_frames") == frames
-  assert gin.query_parameter("finetune.batch_size") == (64 if frames == 8
-                                                        else 32)
-  assert gin.query_parameter("finetune.epochs") == (
-      16 if name.startswith("ucf") else 10)
-  assert gin.query_parameter("finetune.brightness") == (
-      0.4 if name.startswith("ucf") else 1.0)
-  assert gin.query_parameter("finetune.hue") == 0.2
+  assert clips.num_frames == frames
+  assert schedule.batch_size == (64 if frames == 8 else 32)
+  assert schedule.epochs == (16 if name.startswith("ucf") else 10)
+  assert clips.brightness == (0.4 if name.startswith("ucf") else 1.0)
+  assert clips.hue == 0.2
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("finetune_schedule.epochs = 0",
+     "finetune_schedule.epochs must be an integer >= 1, got 0"),
+    ("finetune_schedule.frozen_epochs = 20",
+     "finetune_schedule.frozen_epochs must be in [0, epochs=16], got 20"),
+    ("finetune_schedule.dropout = 1.5",
+     "finetune_schedule.dropout must be a number >= 0 and < 1, got 1.5"),
+    ("finetune_clips.flip_probability = -0.5",
+     "finetune_clips.flip_probability must be a number >= 0 and <= 1"),
+    ("finetune_clips.crop_size = 'x'",
+     "finetune_clips.crop_size must be an integer >= 1, got 'x'"),
+])
+def test_bad_finetune_values_are_user_errors_naming_the_binding(binding,
+                                                                message):
+  gin_utils.parse_gin([], [binding])
+  with pytest.raises(errors.UserError) as error:
+    finetune_data.finetune_clips()
+    finetune.finetune_schedule()
+  assert str(error.value).splitlines()[0].startswith(message)
 
 
 # --- encoder sources -----------------------------------------------------------
@@ -150,33 +180,33 @@ def test_protocol_gin_files_parse_with_their_values(name):
 
 def test_load_encoder_from_exports_and_run_folders(tiny_run_dir, export_dir):
   for path in (export_dir, os.path.join(export_dir, "video_encoder")):
-    source = encoders.load_encoder(path)
+    source = runs.load_encoder(path)
     assert source.kind == "export"
     assert source.preprocessing["crop_size"] == 32
-  audio = encoders.load_encoder(export_dir, "audio")
+  audio = runs.load_encoder(export_dir, "audio")
   assert audio.kind == "export" and len(audio.preprocessing[
       "spectrogram_mean"]) == 257
-  assert encoders.load_encoder(tiny_run_dir, "audio").preprocessing[
+  assert runs.load_encoder(tiny_run_dir, "audio").preprocessing[
       "seconds"] == 1.0
-  with pytest.raises(encoders.NotAnEncoderSourceError, match="audio"):
-    encoders.load_encoder(os.path.join(export_dir, "audio_encoder"))
-  from_run = encoders.load_encoder(tiny_run_dir)
+  with pytest.raises(runs.NotARunError, match="audio"):
+    runs.load_encoder(os.path.join(export_dir, "audio_encoder"))
+  from_run = runs.load_encoder(tiny_run_dir)
   assert from_run.kind == "model_dir"
   assert from_run.preprocessing["num_frames"] == 4
   clips = tf.random.stateless_normal((2, 4, 32, 32, 3), [1, 2])
   np.testing.assert_allclose(
-      encoders.load_encoder(export_dir).encoder(clips).numpy(),
+      runs.load_encoder(export_dir).encoder(clips).numpy(),
       from_run.encoder(clips, training=False).numpy(), atol=1e-4)
-  random = encoders.load_encoder(tiny_run_dir, random_init=True)
+  random = runs.load_encoder(tiny_run_dir, random_init=True)
   assert random.kind == "random"
   assert not np.allclose(random.encoder(clips, training=False).numpy(),
                          from_run.encoder(clips, training=False).numpy())
 
 
 def test_an_unknown_init_path_is_one_clear_error(tmp_path):
-  with pytest.raises(encoders.NotAnEncoderSourceError,
-                     match="neither an exported encoder") as error:
-    encoders.load_encoder(str(tmp_path))
+  with pytest.raises(runs.NotARunError,
+                     match="neither a training run") as error:
+    runs.load_encoder(str(tmp_path))
   assert "\n" not in str(error.value)
 
 
@@ -187,7 +217,7 @@ def test_test_clips_equal_the_eval_pipelines_clips(tiny_dataset_dir):
   # With a 1 s video clip and 1 s of audio both pipelines centre the clips
   # on the same times.
   source = finetune_data.video_source(dataset_dir=tiny_dataset_dir)
-  settings = finetune_data.ClipSettings(num_frames=16, crop_size=32)
+  settings = finetune_data.finetune_clips(num_frames=16, crop_size=32)
   fold = source.fold_data(1)
   clips = list(finetune_data.test_clips(source, fold.test, settings, 3, 5))
   video = np.concatenate([c[0].numpy() for c in clips])
@@ -210,7 +240,7 @@ def test_test_clips_equal_the_eval_pipelines_clips(tiny_dataset_dir):
 def test_train_clips_are_augmented_deterministically_per_epoch(
     tiny_dataset_dir):
   source = finetune_data.video_source(dataset_dir=tiny_dataset_dir)
-  settings = finetune_data.ClipSettings(num_frames=4, crop_size=24)
+  settings = finetune_data.finetune_clips(num_frames=4, crop_size=24)
   fold = source.fold_data(1)
 
   def epoch(index):
@@ -250,11 +280,11 @@ def test_split_csvs_select_and_relabel_the_ingested_videos(
 def test_frozen_epochs_keep_the_backbone_and_a_rerun_resumes(
     tiny_run_dir, tiny_dataset_dir, tmp_path):
   output_dir = str(tmp_path / "out")
-  settings = dict(TINY, init=tiny_run_dir, dataset_dir=tiny_dataset_dir,
-                  folds=(1,), epochs=2, frozen_epochs=1, keep_checkpoints=2)
+  settings = dict(_tiny(epochs=2, frozen_epochs=1, keep_checkpoints=2),
+                  init=tiny_run_dir, dataset_dir=tiny_dataset_dir, folds=(1,))
   summary = finetune.finetune(output_dir, **settings)
   checkpoints = os.path.join(output_dir, "fold_1", "checkpoints")
-  initial = encoders.load_encoder(tiny_run_dir).encoder
+  initial = runs.load_encoder(tiny_run_dir).encoder
   after = {e: _checkpoint_tensors(os.path.join(checkpoints, f"epoch-{e}"),
                                   "video_encoder") for e in (1, 2)}
   changed = []
@@ -306,8 +336,8 @@ def test_script_two_folds_from_an_export_and_a_rerun_skips_them(
              f"--split_csv_dir={split_csv_dir}", "--folds=1,2",
              f"--output_dir={output_dir}",
              f"--gin_file={os.path.join(REPO, 'gin/eval/ucf101_8f.gin')}",
-             "--gin_bindings=finetune.epochs = 1",
-             "--gin_bindings=finetune.frozen_epochs = 0"]
+             "--gin_bindings=finetune_schedule.epochs = 1",
+             "--gin_bindings=finetune_schedule.frozen_epochs = 0"]
   command += [f"--gin_bindings={b}" for b in TINY_BINDINGS]
   subprocess.run(command, env=script_env(), check=True, capture_output=True,
                  timeout=600)
@@ -328,7 +358,7 @@ def test_script_two_folds_from_an_export_and_a_rerun_skips_them(
   rerun = finetune.finetune(output_dir, init=export_dir,
                             dataset_dir=tiny_dataset_dir,
                             split_csv_dir=split_csv_dir, folds=(1, 2),
-                            **TINY)
+                            **_tiny())
   assert rerun["folds"] == summary["folds"]
 
 
@@ -349,7 +379,7 @@ def test_tfds_video_dataset_by_name(tmp_path):
                               policy=tfds.testing.MockPolicy.USE_CODE):
     summary = finetune.finetune(
         str(tmp_path / "out"), random_init=True, tfds_name="ucf101",
-        folds=(2,), epochs=2, frozen_epochs=1, **dict(TINY, batch_size=2))
+        folds=(2,), **_tiny(epochs=2, frozen_epochs=1, batch_size=2))
   assert set(summary["folds"]) == {"2"}
   # Only the newest epoch's checkpoint is kept by default.
   names = os.listdir(tmp_path / "out" / "fold_2" / "checkpoints")

@@ -6,6 +6,7 @@ the time a clip starts can be read back from the pipeline's output.
 """
 
 import csv
+import inspect
 import json
 import os
 import shutil
@@ -16,7 +17,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from avid_tf.data import audio_folder as audio_folder_lib
 from avid_tf.data import audio_ops
+from avid_tf.data import augmentation
 from avid_tf.data import pipeline
 from avid_tf.data import preprocessing
 from avid_tf.data import schema
@@ -93,9 +96,13 @@ def _train(dataset_dir, batch_size=4, **kwargs):
   geometry = {key: kwargs.pop(key) for key in
               ("num_frames", "crop_size", "audio_seconds", "frame_rate")
               if key in kwargs}
+  changes = {key: kwargs.pop(key) for key in list(kwargs)
+             if key in inspect.signature(
+                 augmentation.clip_augmentation).parameters}
   return pipeline.make_train_dataset(
       dataset_dir, batch_size, preprocessing=_geometry(dataset_dir,
-                                                       **geometry), **kwargs)
+                                                       **geometry),
+      augmentation=augmentation.clip_augmentation(**changes), **kwargs)
 
 
 _STREAMS = {}
@@ -414,7 +421,8 @@ def test_clips_span_num_frames_over_the_clip_rate_at_any_stored_fps(
                        audio_seconds=1.0)
   assert geometry.clip_seconds == 0.5
   batches = _take(pipeline.make_train_dataset(
-      dataset_dir, 2, preprocessing=geometry, **NO_JITTER), 10)
+      dataset_dir, 2, preprocessing=geometry,
+      augmentation=augmentation.clip_augmentation(**NO_JITTER)), 10)
   for video in np.concatenate([b["video"] for b in batches]):
     frames = _frame_numbers(video)
     low, high = _clip_start_interval(frames, stored_fps, 16)
@@ -513,7 +521,7 @@ def _peak_frequency(spectrogram):
 
 def test_audio_folder_dataset_decodes_resamples_and_clips(audio_folder):
   audio_dir, labels, tone_440 = audio_folder
-  dataset = pipeline.make_audio_folder_dataset(audio_dir, labels, 2,
+  dataset = audio_folder_lib.make_audio_folder_dataset(audio_dir, labels, 2,
                                                num_clips=2)
   batches = [{k: v.numpy() for k, v in b.items()} for b in dataset]
   assert [b["audio"].shape for b in batches] == [(2, 2, 200, 257, 1),
@@ -541,11 +549,11 @@ def test_audio_folder_dataset_decodes_resamples_and_clips(audio_folder):
 def test_audio_folder_dataset_folds_and_normalisation(audio_folder,
                                                       dataset_dir):
   audio_dir, labels, _ = audio_folder
-  raw = pipeline.make_audio_folder_dataset(audio_dir, labels, 4, folds=[1],
+  raw = audio_folder_lib.make_audio_folder_dataset(audio_dir, labels, 4, folds=[1],
                                            num_clips=1)
   stats = {"spectrogram_mean": np.full(257, -30.0),
            "spectrogram_std": np.full(257, 10.0)}
-  normalised = pipeline.make_audio_folder_dataset(
+  normalised = audio_folder_lib.make_audio_folder_dataset(
       audio_dir, labels, 4, folds=[1], num_clips=1,
       spectrogram_mean=stats["spectrogram_mean"],
       spectrogram_std=stats["spectrogram_std"])
@@ -555,7 +563,7 @@ def test_audio_folder_dataset_folds_and_normalisation(audio_folder,
   np.testing.assert_allclose(batch["audio"].numpy(),
                              (raw_batch["audio"].numpy() + 30) / (10 + 1e-5),
                              rtol=1e-5, atol=1e-5)
-  from_dataset = pipeline.make_audio_folder_dataset(
+  from_dataset = audio_folder_lib.make_audio_folder_dataset(
       audio_dir, labels, 4, folds=[1], num_clips=1,
       normalization_dir=dataset_dir)  # mean 0, std 1
   np.testing.assert_allclose(next(iter(from_dataset))["audio"].numpy(),
@@ -568,10 +576,10 @@ def test_audio_folder_errors(audio_folder, tmp_path):
   bad = tmp_path / "bad.csv"
   bad.write_text("file,fold,target\nx.wav,1,0\n")
   with pytest.raises(ValueError, match="filename"):
-    pipeline.make_audio_folder_dataset(audio_dir, str(bad), 2)
+    audio_folder_lib.make_audio_folder_dataset(audio_dir, str(bad), 2)
   missing = tmp_path / "missing.csv"
   missing.write_text("filename,fold,target\nnot_there.wav,1,0\n")
   with pytest.raises(FileNotFoundError, match="not_there.wav"):
-    pipeline.make_audio_folder_dataset(audio_dir, str(missing), 2)
+    audio_folder_lib.make_audio_folder_dataset(audio_dir, str(missing), 2)
   with pytest.raises(ValueError, match="folds"):
-    pipeline.make_audio_folder_dataset(audio_dir, labels, 2, folds=[9])
+    audio_folder_lib.make_audio_folder_dataset(audio_dir, labels, 2, folds=[9])

@@ -2,10 +2,12 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 
+from avid_tf import errors
 from avid_tf import quickstart
 from avid_tf.export import saved_model
 from avid_tf.training import gin_utils
@@ -169,3 +171,18 @@ def test_readme_keras_finetuning_example_runs(toy_run):
              zip(namespace["encoder"].weights, exported.weights)]
   assert len(changes) == len(exported.weights) > 0
   assert max(changes) > 0
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"videos_per_class": 0},
+     "run_quickstart.videos_per_class must be an integer >= 1, got 0"),
+    ({"val_fraction": 1.0},
+     "run_quickstart.val_fraction must be a number > 0 and < 1, got 1.0"),
+    ({"eval_clips": "4"}, "run_quickstart.eval_clips must be an integer"),
+])
+def test_bad_quickstart_values_are_user_errors_naming_the_binding(
+    tmp_path, changes, message):
+  work_dir = tmp_path / "work"
+  with pytest.raises(errors.UserError, match=re.escape(message)):
+    quickstart.run_quickstart(str(work_dir), **changes)
+  assert not work_dir.exists()

@@ -2,6 +2,8 @@
 
 import glob
 import os
+import random
+import re
 import shutil
 import subprocess
 import sys
@@ -12,15 +14,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from avid_tf import errors
+from avid_tf import runs
+from avid_tf.data import augmentation
 from avid_tf.data import preprocessing
 from avid_tf.data import schema
+from avid_tf.eval import finetune_data
 from avid_tf.models import av_model
 from avid_tf.models import builders
 from avid_tf.training import callbacks as callbacks_lib
 from avid_tf.training import checkpointing
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
-from avid_tf.training import trained_model
 from conftest import REPO
 from conftest import script_env
 
@@ -183,7 +188,7 @@ def test_readers_of_a_run_skip_a_damaged_checkpoint_and_leave_it(
       checkpoints, "ckpt-2")
   (warning,) = _warnings(caplog, "is damaged")
   assert newest in warning and "left as they are" in warning
-  model = trained_model.load_trained_model(str(run))
+  model = runs.open_run(str(run)).model()
   reader = tf.train.load_checkpoint(os.path.join(checkpoints, "ckpt-2"))
   key = [name for name, _ in tf.train.list_variables(checkpoints)
          if "video_bank" in name][0]
@@ -257,6 +262,11 @@ def test_every_gin_file_parses_and_builds(path):
   from avid_tf.models import builders  # pylint: disable=g-import-not-at-top
   with gin.unlock_config():
     model = builders.build_av_model(num_data=64)
+    # The configuration objects the files bind, checked.
+    augmentation.clip_augmentation()
+    if os.sep + "eval" + os.sep in path:
+      finetune_data.finetune_clips()
+      finetune.finetune_schedule()
   assert model.num_data == 64
   gin.clear_config()
 
@@ -402,6 +412,67 @@ def test_cma_from_scratch_is_a_clear_error(tmp_path, tiny_dataset_dir):
                                    "train.max_steps = 1", *CMA_BINDINGS])
   with pytest.raises(ValueError, match="init_from"):
     train_lib.train(str(tmp_path / "cma"))
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("train.epochs = -1", "train.epochs must be an integer >= 1, got -1"),
+    ("train.batch_size = 'x'",
+     "train.batch_size must be an integer >= 1, got 'x'"),
+    ("train.clips_per_video = 0",
+     "train.clips_per_video must be an integer >= 1, got 0"),
+    ("train.batch_size = 4.0",
+     "train.batch_size must be an integer >= 1, got 4.0"),
+    ("train.learning_rate = 0.0", "train.learning_rate must be a number > 0"),
+    ("train.max_steps = 0", "train.max_steps must be an integer >= 1"),
+    ("train.strategy = 'tpu'", "train.strategy must be one of"),
+    ("train.mixed_precision = 'float8'", "train.mixed_precision must be one"),
+    ("train.jit_compile = 'yes'", "train.jit_compile must be True or False"),
+    ("train.lr_decay_epochs = 3", "train.lr_decay_epochs must be a tuple"),
+])
+def test_bad_train_values_are_user_errors_naming_the_binding(
+    tmp_path, tiny_dataset_dir, binding, message):
+  model_dir = tmp_path / "run"
+  with pytest.raises(errors.UserError, match=re.escape(message)) as error:
+    _train(model_dir, tiny_dataset_dir, binding)
+  # gin appends "In call to configurable 'train'" on a line of its own.
+  assert str(error.value).splitlines()[0].startswith(message)
+  assert not model_dir.exists()
+
+
+class _Failure(keras.callbacks.Callback):
+  """Records the precision policy during training, then fails."""
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.policy = keras.mixed_precision.global_policy().name
+    raise RuntimeError("stop here")
+
+
+def _draws():
+  return random.random(), float(np.random.rand())
+
+
+def test_train_restores_the_global_policy_and_random_state(tmp_path,
+                                                           tiny_dataset_dir):
+  keras.mixed_precision.set_global_policy("float32")
+  random.seed(7)
+  np.random.seed(7)
+  expected = _draws()
+  random.seed(7)
+  np.random.seed(7)
+  summary = _train(tmp_path / "run", tiny_dataset_dir,
+                   "train.mixed_precision = 'mixed_bfloat16'",
+                   "train.max_steps = 1")
+  assert summary["steps"] == 1
+  assert keras.mixed_precision.global_policy().name == "float32"
+  assert _draws() == expected
+  failure = _Failure()
+  gin_utils.parse_gin([TINY_GIN], [
+      f"train.dataset_dir = '{tiny_dataset_dir}'",
+      "train.mixed_precision = 'mixed_bfloat16'"])
+  with pytest.raises(RuntimeError, match="stop here"):
+    train_lib.train(str(tmp_path / "failing"), callbacks=[failure])
+  assert failure.policy == "mixed_bfloat16"
+  assert keras.mixed_precision.global_policy().name == "float32"
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -1,13 +1,14 @@
 """Converts an official AVID-CMA PyTorch checkpoint into an avid_tf model_dir.
 
 The model_dir is the one `train` writes, so every consumer of a training
-run accepts it: `trained_model.load_trained_model`, `scripts/export.py`,
+run accepts it: `runs.open_run`, `scripts/export.py`,
 the evaluation scripts, and an AVID+CMA stage started with
 `train(init_from=<model_dir>)`, which copies the weights, both memory banks
 and Z from it.
 
   <model_dir>/config.gin           the architecture (build_encoders,
                                    build_av_model, a Cross-AVID objective)
+  <model_dir>/builder_args.json    the same, as the builders' arguments
   <model_dir>/preprocessing.json   8 frames at 16 fps, the crop size, 2 s
                                    of 24 kHz audio, spectrogram statistics
   <model_dir>/checkpoints/ckpt-0   encoders, heads, banks and Z (the model
@@ -40,13 +41,14 @@ import numpy as np
 import tensorflow as tf
 
 from avid_tf import errors
+from avid_tf import runs
 from avid_tf.convert import official_layout as layout
 from avid_tf.data import audio_ops
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
+from avid_tf.training import builder_args
 from avid_tf.training import checkpointing
 from avid_tf.training import train_lib
-from avid_tf.training import trained_model
 from avid_tf.utils import files
 
 CONVERSION_FILE = "conversion.json"
@@ -327,7 +329,7 @@ def conversion_preprocessing(crop_size: int = 224,
 def gin_config(arch: layout.Architecture,
                preprocessing: preprocessing_lib.Preprocessing,
                source: str) -> str:
-  """The config.gin of a converted model (what trained_model rebuilds)."""
+  """The config.gin of a converted model (its builder_args.json comes from it)."""
   bindings = (
       ("build_encoders.video_depth", arch.video_depth),
       ("build_encoders.audio_depth", 10),
@@ -521,10 +523,11 @@ def write_model_dir(official: OfficialCheckpoint, model_dir: str,
   os.makedirs(parent, exist_ok=True)
   with files.atomic_path(os.path.abspath(model_dir)) as tmp_dir:
     os.makedirs(tmp_dir)
-    files.write_text(os.path.join(tmp_dir, trained_model.CONFIG_FILE),
+    files.write_text(os.path.join(tmp_dir, builder_args.CONFIG_FILE),
                      gin_config(arch, preprocessing, official.source))
+    builder_args.write(tmp_dir, builder_args.read(tmp_dir))
     preprocessing.write(tmp_dir)
-    model = trained_model.build_model(tmp_dir, official.num_data)
+    model = runs.open_run(tmp_dir).random_init_model(official.num_data)
     parameters = assign_weights(model, official)
     verification = (verify_conversion(model, official, preprocessing)
                     if verify else None)

@@ -716,17 +716,8 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
     IngestError: missing or empty `video_dir`, malformed `labels_csv`, bad
       arguments, or no video could be ingested.
   """
-  if missing_audio not in MISSING_AUDIO_POLICIES:
-    raise IngestError(f"missing_audio must be one of {MISSING_AUDIO_POLICIES},"
-                      f" got '{missing_audio}'.")
-  if not 1 <= jpeg_quality <= 100:
-    raise IngestError(f"jpeg_quality must be in 1..100, got {jpeg_quality}.")
-  if fps <= 0 or short_side <= 0 or sample_rate <= 0:
-    raise IngestError(f"fps, short_side and sample_rate must be positive, got "
-                      f"{fps}, {short_side}, {sample_rate}.")
-  if not video_dir or not os.path.isdir(video_dir):
-    raise IngestError(f"--video_dir {video_dir} does not exist or is not a "
-                      "folder.")
+  _check_arguments(video_dir, fps, short_side, sample_rate, jpeg_quality,
+                   missing_audio)
   video_dir = os.path.abspath(video_dir)
   directory = schema.dataset_dir(os.path.abspath(output_dir), name)
   entries = _list_inputs(video_dir, labels_csv,
@@ -747,14 +738,7 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
                               show_progress)
 
   label_names = sorted({e.label for e in entries if e.label})
-  label_ids = {label: i for i, label in enumerate(label_names)}
-  splits = collections.defaultdict(list)
-  work_files = {t.video_id: t.work_prefix + ".example" for t in tasks}
-  for entry in entries:
-    if not entry.duplicate and records[entry.video_id]["kind"] in (
-        _INGESTED_KINDS):
-      splits[entry.split].append((entry.video_id, work_files[entry.video_id],
-                                  label_ids.get(entry.label, -1)))
+  splits = _ingested_splits(entries, records, tasks, label_names)
   report_path = os.path.join(directory, REPORT_FILE)
   if not splits:
     report = _make_report(directory, entries, records, {})
@@ -773,13 +757,61 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
   stats = _SpectrogramStats(options.sample_rate)
   shard_lengths = _write_dataset(directory, name, splits, stats,
                                  videos_per_shard, max_shard_bytes)
+  metadata = _metadata(options, stats, label_names, splits, shuffle_seed,
+                       video_dir, labels_csv)
+  schema.write_dataset_info(
+      directory, name, shard_lengths, metadata,
+      description=f"Videos of {video_dir} ingested by avid_tf.",
+      instance_columns=_instance_columns(splits, entries))
+  _remove_stale_shards(directory, name, shard_lengths)
+  report = _make_report(directory, entries, records, indices)
+  files.write_json(report_path, report)
+  shutil.rmtree(work_dir, ignore_errors=True)
+  logging.info("Ingested %d videos into %s (%d skipped).",
+               report["num_ingested"], directory, report["num_skipped"])
+  return report
+
+
+def _check_arguments(video_dir, fps, short_side, sample_rate, jpeg_quality,
+                     missing_audio):
+  """Raises IngestError for a bad setting or a missing input folder."""
+  if missing_audio not in MISSING_AUDIO_POLICIES:
+    raise IngestError(f"missing_audio must be one of {MISSING_AUDIO_POLICIES},"
+                      f" got '{missing_audio}'.")
+  if not 1 <= jpeg_quality <= 100:
+    raise IngestError(f"jpeg_quality must be in 1..100, got {jpeg_quality}.")
+  if fps <= 0 or short_side <= 0 or sample_rate <= 0:
+    raise IngestError(f"fps, short_side and sample_rate must be positive, got "
+                      f"{fps}, {short_side}, {sample_rate}.")
+  if not video_dir or not os.path.isdir(video_dir):
+    raise IngestError(f"--video_dir {video_dir} does not exist or is not a "
+                      "folder.")
+
+
+def _ingested_splits(entries, records, tasks, label_names):
+  """{split: [(video id, decoded example file, label id)]} of the videos
+  that were ingested, in input order."""
+  label_ids = {label: i for i, label in enumerate(label_names)}
+  splits = collections.defaultdict(list)
+  work_files = {t.video_id: t.work_prefix + ".example" for t in tasks}
+  for entry in entries:
+    if not entry.duplicate and records[entry.video_id]["kind"] in (
+        _INGESTED_KINDS):
+      splits[entry.split].append((entry.video_id, work_files[entry.video_id],
+                                  label_ids.get(entry.label, -1)))
+  return splits
+
+
+def _metadata(options, stats, label_names, splits, shuffle_seed, video_dir,
+              labels_csv):
+  """The dataset's avid metadata: decoding settings, labels, statistics."""
   spectrogram_stats = stats.result()
   if spectrogram_stats is None:
     logging.warning("No train video has audio: spectrogram statistics set to "
                     "mean 0, std 1.")
     spectrogram_stats = ([0.0] * audio_ops.NUM_BINS,
                          [1.0] * audio_ops.NUM_BINS)
-  metadata = {
+  return {
       "fps": options.fps,
       "short_side": options.short_side,
       "sample_rate": options.sample_rate,
@@ -796,17 +828,6 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
       "video_dir": video_dir,
       "labels_csv": os.path.abspath(labels_csv) if labels_csv else None,
   }
-  schema.write_dataset_info(
-      directory, name, shard_lengths, metadata,
-      description=f"Videos of {video_dir} ingested by avid_tf.",
-      instance_columns=_instance_columns(splits, entries))
-  _remove_stale_shards(directory, name, shard_lengths)
-  report = _make_report(directory, entries, records, indices)
-  files.write_json(report_path, report)
-  shutil.rmtree(work_dir, ignore_errors=True)
-  logging.info("Ingested %d videos into %s (%d skipped).",
-               report["num_ingested"], directory, report["num_skipped"])
-  return report
 
 
 def _make_report(directory, entries, records, indices):

@@ -1,4 +1,4 @@
-"""tf.data input pipelines: pretraining clips, multi-clip eval, audio folders.
+"""tf.data input pipelines: pretraining clips and multi-clip evaluation.
 
 Phases (DMVR-style), all TensorFlow ops after the cheap visit stream:
   visit stream -> read records -> parse -> sample AV offsets (synchronised)
@@ -44,13 +44,10 @@ resumes exactly where an uninterrupted run would be.
 
 Evaluation (`make_eval_dataset`) reads the split once in file order, with
 `num_clips` clips uniformly spaced over each whole video and deterministic
-centre crops. `make_audio_folder_dataset` serves audio-only datasets (the
-ESC-50 layout: a folder of wav/flac/ogg files and a CSV of labels and folds)
-through tensorflow-io's decoders into the same audio branch.
+centre crops. Audio-only folders (ESC-50) have their own reader,
+`avid_tf.data.audio_folder`.
 """
 
-import csv
-import os
 
 import gin
 import numpy as np
@@ -58,6 +55,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from avid_tf.data import audio_ops
+from avid_tf.data import augmentation as augmentation_lib
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
 from avid_tf.data import video_ops
@@ -68,7 +66,6 @@ AUTOTUNE = tf.data.AUTOTUNE
 _plain = tf.autograph.experimental.do_not_convert
 _SEED_SALT = 0x41564944  # "AVID": separates clip seeds from order seeds.
 _ORDER_SALT = 0x4F524452  # "ORDR"
-_AUDIO_FORMATS = {".wav": "wav", ".flac": "flac", ".ogg": "ogg"}
 
 
 # ---------------------------------------------------------------------------
@@ -365,7 +362,7 @@ def _train_example(serialized, round_index, clip, seed, augment):
       _clip_seed(seed, round_index, example["index"]), 4)
   video_start, audio_start = video_ops.sample_av_offsets(
       seeds[0], video_len, audio_len, clip.video_seconds, clip.audio_seconds,
-      augment["max_offsync"])
+      augment.max_offsync)
 
   indices = video_ops.frame_indices(video_start, clip.num_frames,
                                     clip.frame_rate, clip.stored_fps,
@@ -374,18 +371,18 @@ def _train_example(serialized, round_index, clip, seed, augment):
   jpegs.set_shape([clip.num_frames])
   image_shape = tf.image.extract_jpeg_shape(jpegs[0])
   window = video_ops.random_resized_crop_window(
-      seeds[1], image_shape[0], image_shape[1], augment["crop_scale"],
-      augment["crop_ratio"])
+      seeds[1], image_shape[0], image_shape[1], augment.crop_scale,
+      augment.crop_ratio)
   frames = video_ops.decode_jpeg_frames(jpegs, window)
   video = video_ops.augment_clip(
-      frames, seeds[2], clip.crop_size, augment["flip_probability"],
-      augment["brightness"], augment["contrast"], augment["saturation"],
-      augment["hue"], augment["antialias"])
+      frames, seeds[2], clip.crop_size, augment.flip_probability,
+      augment.brightness, augment.contrast, augment.saturation, augment.hue,
+      augment.antialias)
 
   start_sample = tf.cast(tf.round(audio_start * clip.sample_rate), tf.int32)
   waveform = audio_ops.crop_waveform(example["audio"], start_sample,
                                      clip.audio_samples)
-  waveform = audio_ops.random_gain(waveform, seeds[3], *augment["gain_range"])
+  waveform = audio_ops.random_gain(waveform, seeds[3], *augment.gain_range)
   return {
       "video": video,
       "audio": clip.spectrogram(waveform),
@@ -424,7 +421,8 @@ def _eval_example(serialized, clip, num_clips):
   }
 
 
-def _options():
+def deterministic_options():
+  """Options of every finite or infinite stream here: a fixed element order."""
   options = tf.data.Options()
   options.deterministic = True
   options.experimental_optimization.map_parallelization = True
@@ -465,13 +463,9 @@ def _split_and_geometry(dataset, split, preprocessing):
 
 @gin.configurable
 def make_train_dataset(dataset, batch_size, preprocessing=None, split="train",
-                       max_offsync=0.5, seed=0, start_step=0,
-                       clips_per_video=None, input_context=None,
-                       crop_scale=(0.08, 1.0),
-                       crop_ratio=(3.0 / 4.0, 4.0 / 3.0),
-                       flip_probability=0.5, brightness=0.4, contrast=0.4,
-                       saturation=0.4, hue=0.2, gain_range=(0.9, 1.1),
-                       antialias=True, shuffle_window_bytes=512 * 2**20,
+                       seed=0, start_step=0, clips_per_video=None,
+                       input_context=None, augmentation=None,
+                       shuffle_window_bytes=512 * 2**20,
                        shards_per_group=None, num_parallel_calls=AUTOTUNE):
   """Infinite, deterministic pretraining dataset (see the module docstring).
 
@@ -483,8 +477,6 @@ def make_train_dataset(dataset, batch_size, preprocessing=None, split="train",
     preprocessing: the clip geometry (`preprocessing.Preprocessing`); None
       takes `preprocessing.clip_preprocessing(dataset)`.
     split: split to read.
-    max_offsync: largest offset in seconds between the video clip and the
-      audio window (0 keeps the video clip inside the audio window).
     seed: seed of the visit order and of every augmentation.
     start_step: global steps already consumed; the stream starts where an
       uninterrupted stream with the same seed would be after them.
@@ -495,16 +487,8 @@ def make_train_dataset(dataset, batch_size, preprocessing=None, split="train",
       None streams the rounds back to back.
     input_context: optional `tf.distribute.InputContext` (multi-worker): this
       pipeline's share of the videos and the per-replica batch size.
-    crop_scale: RandomResizedCrop area fraction range.
-    crop_ratio: RandomResizedCrop aspect ratio range.
-    flip_probability: probability of a horizontal flip.
-    brightness: colour jitter strength (0 disables).
-    contrast: colour jitter strength (0 disables).
-    saturation: colour jitter strength (0 disables).
-    hue: colour jitter strength in turns (0 disables).
-    gain_range: audio gain drawn uniformly from this range.
-    antialias: antialias the crop resize when it shrinks (PIL's bilinear
-      does).
+    augmentation: the `augmentation.ClipAugmentation` of every clip; None
+      takes `augmentation.clip_augmentation()` as gin configures it.
     shuffle_window_bytes: approximate bytes of records held in memory for
       shuffling (one group of shard files).
     shards_per_group: overrides `shuffle_window_bytes` with a file count.
@@ -525,12 +509,7 @@ def make_train_dataset(dataset, batch_size, preprocessing=None, split="train",
                                                        input_context)
   plan = _VisitPlan(split_info, seed, num_pipelines, pipeline_id,
                     shuffle_window_bytes, shards_per_group)
-  augment = dict(max_offsync=float(max_offsync), crop_scale=tuple(crop_scale),
-                 crop_ratio=tuple(crop_ratio),
-                 flip_probability=float(flip_probability),
-                 brightness=float(brightness), contrast=float(contrast),
-                 saturation=float(saturation), hue=float(hue),
-                 gain_range=tuple(gain_range), antialias=bool(antialias))
+  augment = augmentation or augmentation_lib.clip_augmentation()
   if clips_per_video is None:
     visits = plan.dataset(int(start_step) * elements_per_step)
   else:
@@ -544,7 +523,7 @@ def make_train_dataset(dataset, batch_size, preprocessing=None, split="train",
   dataset = dataset.apply(tf.data.experimental.assert_cardinality(
       tf.data.INFINITE_CARDINALITY))
   dataset = dataset.prefetch(AUTOTUNE)
-  return dataset.with_options(_options())
+  return dataset.with_options(deterministic_options())
 
 
 def make_eval_dataset(dataset, split, batch_size, preprocessing=None,
@@ -586,122 +565,4 @@ def make_eval_dataset(dataset, split, batch_size, preprocessing=None,
       _plain(lambda record: _eval_example(record, clip, int(num_clips))),
       num_parallel_calls=num_parallel_calls, deterministic=True)
   dataset = dataset.batch(local_batch, drop_remainder=False)
-  return dataset.prefetch(AUTOTUNE).with_options(_options())
-
-
-def _read_audio_folder_csv(audio_dir, labels_csv, folds):
-  """Rows (path, format, label, fold) of an ESC-50 style CSV."""
-  if not os.path.isdir(audio_dir):
-    raise FileNotFoundError(f"Audio folder {audio_dir} does not exist.")
-  with open(labels_csv, newline="") as f:
-    reader = csv.DictReader(f)
-    missing = {"filename", "fold", "target"} - set(reader.fieldnames or ())
-    if missing:
-      raise ValueError(f"{labels_csv} lacks column(s) {sorted(missing)} (the "
-                       "ESC-50 layout: filename,fold,target,...).")
-    rows = []
-    for row in reader:
-      fold = int(row["fold"])
-      if folds is not None and fold not in folds:
-        continue
-      path = os.path.join(audio_dir, row["filename"])
-      file_format = _AUDIO_FORMATS.get(os.path.splitext(path)[1].lower())
-      if file_format is None:
-        raise ValueError(f"{path}: unsupported audio file type (expected "
-                         f"{sorted(_AUDIO_FORMATS)}).")
-      if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} listed in {labels_csv} is missing.")
-      rows.append((path, file_format, int(row["target"]), fold))
-  if not rows:
-    raise ValueError(f"{labels_csv} lists no files for folds {folds}.")
-  return rows
-
-
-def _audio_file_rate(path):
-  import tensorflow_io as tfio  # Loads native kernels; only needed here.
-  try:
-    return int(tfio.audio.AudioIOTensor(path).rate.numpy())
-  except Exception as error:  # pylint: disable=broad-except
-    raise ValueError(f"{path}: cannot read the audio file ({error}).") from None
-
-
-@gin.configurable
-def make_audio_folder_dataset(audio_dir, labels_csv, batch_size, folds=None,
-                              num_clips=10, audio_seconds=2.0,
-                              sample_rate=24000, normalization_dir=None,
-                              spectrogram_mean=None, spectrogram_std=None,
-                              num_parallel_calls=AUTOTUNE):
-  """Finite multi-clip dataset of an audio folder (ESC-50 layout).
-
-  Files are decoded with tensorflow-io (16-bit wav/flac, ogg Vorbis),
-  downmixed, resampled to `sample_rate`, and cut into `num_clips` clips of
-  `audio_seconds` uniformly spaced over the file (zero-padded when shorter),
-  each turned into a normalised log-spectrogram as in pretraining.
-
-  Args:
-    audio_dir: folder of the audio files.
-    labels_csv: CSV with columns filename (relative to audio_dir), fold,
-      target (class id), any others ignored.
-    batch_size: files per batch.
-    folds: optional collection of folds to keep; None keeps all.
-    num_clips: clips per file.
-    audio_seconds: clip length.
-    sample_rate: rate the files are resampled to (the pretraining rate).
-    normalization_dir: dataset folder whose avid_metadata.json provides the
-      spectrogram statistics (the pretraining dataset's); overrides
-      `spectrogram_mean`/`spectrogram_std`.
-    spectrogram_mean: [257] statistics when `normalization_dir` is None;
-      with neither, spectrograms stay in dB.
-    spectrogram_std: [257], see `spectrogram_mean`.
-    num_parallel_calls: parallelism of the per-file map.
-
-  Returns:
-    `tf.data.Dataset` of dicts: audio float32 [B, clips, audio_seconds *
-    100, 257, 1], label int32 [B], fold int32 [B], index int32 [B] (row in
-    the CSV order of the kept files); the last batch may be smaller.
-  """
-  rows = _read_audio_folder_csv(audio_dir, labels_csv, folds)
-  if normalization_dir is not None:
-    metadata = schema.read_metadata(normalization_dir)
-    spectrogram_mean = metadata["spectrogram_mean"]
-    spectrogram_std = metadata["spectrogram_std"]
-  decoders = []
-  branch = []
-  for path, file_format, _, _ in rows:
-    key = (file_format, _audio_file_rate(path))
-    if key not in decoders:
-      decoders.append(key)
-    branch.append(decoders.index(key))
-  num_samples = int(round(audio_seconds * sample_rate))
-  num_frames = audio_ops.num_spectrogram_frames(audio_seconds)
-
-  def load(path, branch_index, label, fold, index):
-    contents = tf.io.read_file(path)
-    waveform = tf.switch_case(branch_index, [
-        (lambda f=f, r=r: audio_ops.decode_audio_file(contents, f, r,
-                                                      sample_rate))
-        for f, r in decoders])
-    last_start = tf.maximum(tf.size(waveform) - num_samples, 0)
-    starts = tf.cast(tf.round(tf.linspace(
-        0.0, tf.cast(last_start, tf.float32), num_clips)), tf.int32)
-    if num_clips == 1:
-      starts = tf.reshape(last_start // 2, [1])
-    waveforms = tf.stack([audio_ops.crop_waveform(
-        waveform, starts[c], num_samples) for c in range(num_clips)])
-    spec = audio_ops.log_spectrogram(waveforms, sample_rate,
-                                     num_frames=num_frames)
-    if spectrogram_mean is not None:
-      spec = audio_ops.normalize_spectrogram(spec, spectrogram_mean,
-                                             spectrogram_std)
-    return {"audio": spec[..., tf.newaxis], "label": label, "fold": fold,
-            "index": index}
-
-  dataset = tf.data.Dataset.from_tensor_slices((
-      [r[0] for r in rows], np.asarray(branch, np.int32),
-      np.asarray([r[2] for r in rows], np.int32),
-      np.asarray([r[3] for r in rows], np.int32),
-      np.arange(len(rows), dtype=np.int32)))
-  dataset = dataset.map(_plain(load), num_parallel_calls=num_parallel_calls,
-                        deterministic=True)
-  dataset = dataset.batch(batch_size, drop_remainder=False)
-  return dataset.prefetch(AUTOTUNE).with_options(_options())
+  return dataset.prefetch(AUTOTUNE).with_options(deterministic_options())

@@ -33,6 +33,7 @@ import csv
 import dataclasses
 import math
 import os
+from typing import Any
 
 import numpy as np
 
@@ -403,104 +404,155 @@ def sprites_at(params, times):
     List of `Sprite`, in drawing order.
   """
   times = np.asarray(times, np.float64)
-  n = len(times)
-  spec = params.spec
   events = params.event_times
   k, s, since = event_phase(events, times)
-  period = 1.0 / params.rate
-  interval = events[k + 1] - events[k]
   cx, cy = params.centre
-  amp = params.amplitude
-  r = params.radius
-  colour = params.colour
-  flash = np.exp(-since / 0.08)
-  parity = np.where(k % 2 == 0, 1.0, -1.0)
-  ux, uy = math.cos(params.axis_angle), math.sin(params.axis_angle)
+  phase = _Phase(
+      params=params, times=times, n=len(times), k=k, s=s, since=since,
+      period=1.0 / params.rate, interval=events[k + 1] - events[k], cx=cx,
+      cy=cy, flash=np.exp(-since / 0.08),
+      parity=np.where(k % 2 == 0, 1.0, -1.0),
+      ux=math.cos(params.axis_angle), uy=math.sin(params.axis_angle))
   sprites = []
   if params.distractor is not None:
     d = params.distractor
-    sprites.append(_sprite(d["shape"], d["radius"], n, d["position"][0],
-                           d["position"][1], angle=d["angle"],
-                           alpha=d["alpha"], colour=d["colour"]))
+    sprites.append(_sprite(d["shape"], d["radius"], phase.n,
+                           d["position"][0], d["position"][1],
+                           angle=d["angle"], alpha=d["alpha"],
+                           colour=d["colour"]))
+  motion = params.spec.motion
+  if motion not in _MOTIONS:
+    raise ValueError(f"unknown motion {motion!r} of class {params.spec.name}")
+  return sprites + _MOTIONS[motion](phase)
 
-  motion = spec.motion
-  if motion == "bounce":
-    height = amp * 4.0 * s * (1.0 - s) * np.minimum(interval / period, 1.5)
-    squash = 0.3 * np.exp(-since / 0.05)
-    sprites.append(_sprite(spec.shape, r, n, cx, cy + 0.5 * amp - height,
-                           scale_x=1 + squash, scale_y=1 - squash,
-                           colour=colour))
-  elif motion == "ping_pong":
-    along = parity * amp * (s - 0.5)
-    sprites.append(_sprite(spec.shape, r, n, cx + along * ux, cy + along * uy,
-                           colour=colour))
-  elif motion == "pulse":
-    scale = 1.0 + 0.5 * flash
-    lit = colour + (1.0 - colour) * 0.7 * flash[:, None]
-    sprites.append(_sprite(spec.shape, r, n, cx, cy, scale, scale,
-                           colour=lit))
-  elif motion == "collide":
-    # Faces meet at the events (a semicircle's centre is on its flat side).
-    offset = r * _HALF_WIDTH[spec.shape] + 0.5 * amp * np.sin(np.pi * s)
-    for sign in (-1.0, 1.0):
-      sprites.append(_sprite(
-          spec.shape, r, n, cx + sign * offset * ux, cy + sign * offset * uy,
-          angle=params.axis_angle + (0.0 if sign > 0 else np.pi),
-          colour=colour))
-  elif motion in ("pop", "ripple"):
-    for back in (1, 0):  # the previous event's sprite, then the current one
-      index = np.maximum(k - back, 0)
-      age = times - events[index]
-      if motion == "pop":
-        point = params.event_points[index]
-        scale = 1.0 - 0.7 * np.exp(-age / 0.03)
-        sprites.append(_sprite(
-            spec.shape, r, n, cx + 0.5 * amp * point[:, 0],
-            cy + 0.5 * amp * point[:, 1], scale, scale,
-            alpha=np.exp(-age / 0.25), colour=colour))
-      else:
-        scale = 0.4 + 1.6 * age / period
-        sprites.append(_sprite(
-            spec.shape, r, n, cx, cy, scale, scale,
-            alpha=1.0 - age / (1.6 * period), colour=colour,
-            outline=max(1.5, 0.25 * r)))
-  elif motion == "spin":
-    turn = np.clip(since / 0.1, 0.0, 1.0)
-    turn = turn * turn * (3.0 - 2.0 * turn)
-    scale = 1.0 + 0.2 * flash
-    sprites.append(_sprite(spec.shape, r, n, cx, cy, scale, scale,
-                           angle=params.axis_angle + 0.25 * np.pi * (k + turn),
-                           colour=colour))
-  elif motion == "zigzag":
-    # Hit the walls of a box in turn (left, top, right, bottom), away from
-    # the corners, so every interval crosses a good part of the box.
-    points = 0.6 * params.event_points
-    wall = np.arange(len(points)) % 4
-    points[wall == 0, 0], points[wall == 2, 0] = -1.0, 1.0
-    points[wall == 1, 1], points[wall == 3, 1] = -1.0, 1.0
-    position = points[k] + (points[k + 1] - points[k]) * s[:, None]
-    sprites.append(_sprite(spec.shape, r, n, cx + 0.5 * amp * position[:, 0],
-                           cy + 0.5 * amp * position[:, 1], colour=colour))
-  elif motion == "pendulum":
-    length = 0.5 * amp + r
-    pivot_y = cy - 0.6 * length
-    phi = parity * params.swing_angle * np.cos(np.pi * s)
-    bob_x = cx + length * np.sin(phi)
-    bob_y = pivot_y + length * np.cos(phi)
-    sprites.append(_sprite(
-        "square", 0.5 * length, n, 0.5 * (cx + bob_x), 0.5 * (pivot_y + bob_y),
-        scale_x=max(1.0, 0.12 * r) / (0.5 * length * 0.85), scale_y=1 / 0.85,
-        angle=-phi, colour=colour))
-    sprites.append(_sprite(spec.shape, r, n, bob_x, bob_y, angle=-phi,
-                           colour=colour))
-  elif motion == "drop":
-    point = params.event_points[k]
-    fall = s * s
-    sprites.append(_sprite(spec.shape, r, n, cx + 0.3 * amp * point[:, 0],
-                           cy - 0.5 * amp + amp * fall, colour=colour))
-  else:
-    raise ValueError(f"unknown motion {motion!r} of class {spec.name}")
+
+@dataclasses.dataclass(frozen=True)
+class _Phase:
+  """One instance at a sequence of instants: where each is in its event
+  interval (k, s, since; see `event_phase`) and the values every motion
+  uses."""
+
+  params: Any
+  times: np.ndarray
+  n: int
+  k: np.ndarray
+  s: np.ndarray
+  since: np.ndarray
+  period: float
+  interval: np.ndarray
+  cx: float
+  cy: float
+  flash: np.ndarray
+  parity: np.ndarray
+  ux: float
+  uy: float
+
+  def sprite(self, *args, **kwargs):
+    """The instance's sprite (its shape, radius, colour) at every instant."""
+    kwargs.setdefault("colour", self.params.colour)
+    return _sprite(self.params.spec.shape, self.params.radius, self.n, *args,
+                   **kwargs)
+
+
+def _bounce(p):
+  amp = p.params.amplitude
+  height = amp * 4.0 * p.s * (1.0 - p.s) * np.minimum(p.interval / p.period,
+                                                      1.5)
+  squash = 0.3 * np.exp(-p.since / 0.05)
+  return [p.sprite(p.cx, p.cy + 0.5 * amp - height, scale_x=1 + squash,
+                   scale_y=1 - squash)]
+
+
+def _ping_pong(p):
+  along = p.parity * p.params.amplitude * (p.s - 0.5)
+  return [p.sprite(p.cx + along * p.ux, p.cy + along * p.uy)]
+
+
+def _pulse(p):
+  colour = p.params.colour
+  scale = 1.0 + 0.5 * p.flash
+  lit = colour + (1.0 - colour) * 0.7 * p.flash[:, None]
+  return [p.sprite(p.cx, p.cy, scale, scale, colour=lit)]
+
+
+def _collide(p):
+  # Faces meet at the events (a semicircle's centre is on its flat side).
+  r = p.params.radius
+  offset = (r * _HALF_WIDTH[p.params.spec.shape] +
+            0.5 * p.params.amplitude * np.sin(np.pi * p.s))
+  return [p.sprite(p.cx + sign * offset * p.ux, p.cy + sign * offset * p.uy,
+                   angle=p.params.axis_angle + (0.0 if sign > 0 else np.pi))
+          for sign in (-1.0, 1.0)]
+
+
+def _pop_or_ripple(p):
+  params = p.params
+  sprites = []
+  for back in (1, 0):  # the previous event's sprite, then the current one
+    index = np.maximum(p.k - back, 0)
+    age = p.times - params.event_times[index]
+    if params.spec.motion == "pop":
+      point = params.event_points[index]
+      scale = 1.0 - 0.7 * np.exp(-age / 0.03)
+      sprites.append(p.sprite(
+          p.cx + 0.5 * params.amplitude * point[:, 0],
+          p.cy + 0.5 * params.amplitude * point[:, 1], scale, scale,
+          alpha=np.exp(-age / 0.25)))
+    else:
+      scale = 0.4 + 1.6 * age / p.period
+      sprites.append(p.sprite(
+          p.cx, p.cy, scale, scale, alpha=1.0 - age / (1.6 * p.period),
+          outline=max(1.5, 0.25 * params.radius)))
   return sprites
+
+
+def _spin(p):
+  turn = np.clip(p.since / 0.1, 0.0, 1.0)
+  turn = turn * turn * (3.0 - 2.0 * turn)
+  scale = 1.0 + 0.2 * p.flash
+  return [p.sprite(p.cx, p.cy, scale, scale,
+                   angle=p.params.axis_angle + 0.25 * np.pi * (p.k + turn))]
+
+
+def _zigzag(p):
+  # Hit the walls of a box in turn (left, top, right, bottom), away from
+  # the corners, so every interval crosses a good part of the box.
+  points = 0.6 * p.params.event_points
+  wall = np.arange(len(points)) % 4
+  points[wall == 0, 0], points[wall == 2, 0] = -1.0, 1.0
+  points[wall == 1, 1], points[wall == 3, 1] = -1.0, 1.0
+  position = points[p.k] + (points[p.k + 1] - points[p.k]) * p.s[:, None]
+  amp = p.params.amplitude
+  return [p.sprite(p.cx + 0.5 * amp * position[:, 0],
+                   p.cy + 0.5 * amp * position[:, 1])]
+
+
+def _pendulum(p):
+  r = p.params.radius
+  length = 0.5 * p.params.amplitude + r
+  pivot_y = p.cy - 0.6 * length
+  phi = p.parity * p.params.swing_angle * np.cos(np.pi * p.s)
+  bob_x = p.cx + length * np.sin(phi)
+  bob_y = pivot_y + length * np.cos(phi)
+  rod = _sprite(
+      "square", 0.5 * length, p.n, 0.5 * (p.cx + bob_x),
+      0.5 * (pivot_y + bob_y),
+      scale_x=max(1.0, 0.12 * r) / (0.5 * length * 0.85), scale_y=1 / 0.85,
+      angle=-phi, colour=p.params.colour)
+  return [rod, p.sprite(bob_x, bob_y, angle=-phi)]
+
+
+def _drop(p):
+  amp = p.params.amplitude
+  point = p.params.event_points[p.k]
+  return [p.sprite(p.cx + 0.3 * amp * point[:, 0],
+                   p.cy - 0.5 * amp + amp * (p.s * p.s))]
+
+
+_MOTIONS = {"bounce": _bounce, "ping_pong": _ping_pong, "pulse": _pulse,
+            "collide": _collide, "pop": _pop_or_ripple,
+            "ripple": _pop_or_ripple, "spin": _spin, "zigzag": _zigzag,
+            "pendulum": _pendulum, "drop": _drop}
 
 
 def _shape_distance(shape, u, v):

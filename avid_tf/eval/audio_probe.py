@@ -2,7 +2,7 @@
 
 Every clip of a file is encoded on its own; a linear SVM (or logistic
 regression) is trained on single clips, and a file's prediction averages the
-decision scores of its clips (`linear_probe.clip_averaged_accuracy`).
+decision scores of its clips (`sklearn_probe.clip_averaged_accuracy`).
 ESC-50 is scored by cross-validation over its folds (train on the others,
 test on each fold, mean accuracy); an ingested dataset by its train and
 test splits.
@@ -13,7 +13,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from avid_tf import errors
-from avid_tf.eval import linear_probe
+from avid_tf.eval import sklearn_probe
 from avid_tf.models import layers as model_layers
 
 POOLED = "pool"
@@ -90,7 +90,7 @@ def cross_validate(features, labels, folds, classifier="svm", C=1.0, seed=0):  #
   per_fold = {}
   for fold in names:
     test = folds == fold
-    per_fold[str(fold)] = linear_probe.clip_averaged_accuracy(
+    per_fold[str(fold)] = sklearn_probe.clip_averaged_accuracy(
         features[~test], labels[~test], features[test], labels[test],
         classifier=classifier, C=C, seed=seed)
   return {"folds": per_fold, "mean": float(np.mean(list(per_fold.values())))}

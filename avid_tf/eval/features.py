@@ -14,12 +14,10 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from avid_tf import errors
+from avid_tf import runs
 from avid_tf.data import pipeline
 from avid_tf.data import schema
 from avid_tf.models import layers as model_layers
-from avid_tf.training import checkpointing
-from avid_tf.training import train_lib
-from avid_tf.training import trained_model
 from avid_tf.utils import files
 
 
@@ -75,10 +73,9 @@ FEATURE_NAMES = ("pool", "embedding") + STAGE_NAMES
 SPATIAL_POOLS = ("max", "none")
 MANIFEST_FILE = "manifest.json"
 INDEX_FILE = "index.npz"
-DEFAULT_RANDOM_INIT_SEED = 12345
 
 
-def load_model(model_dir, random_init=False, seed=DEFAULT_RANDOM_INIT_SEED,
+def load_model(model_dir, random_init=False, seed=runs.RANDOM_INIT_SEED,
                num_data=None):
   """The model of a run folder and the settings that identify its weights.
 
@@ -86,21 +83,21 @@ def load_model(model_dir, random_init=False, seed=DEFAULT_RANDOM_INIT_SEED,
     model_dir: a training (or converted) run folder.
     random_init: build the run's architecture with fresh weights instead.
     seed: seed of the fresh weights.
-    num_data: memory-bank rows of a fresh model (default 1; the banks take
-      no part in features).
+    num_data: memory-bank rows of a fresh model (default: the run's; the
+      banks take no part in features).
 
   Returns:
     (model, settings): the `AVModel` and a JSON-able dict naming its
     weights (run folder, checkpoint or random seed).
   """
   model_dir = os.path.abspath(model_dir)
+  run = runs.open_run(model_dir)
   if random_init:
-    model = trained_model.build_model(model_dir, num_data or 1, seed=seed)
+    model = run.random_init_model(num_data, seed=seed)
     return model, {"model_dir": model_dir, "checkpoint": None,
                    "random_init_seed": int(seed)}
-  checkpoint = checkpointing.resolve_checkpoint(model_dir,
-                                                train_lib.CHECKPOINT_SUBDIR)
-  model = trained_model.load_trained_model(model_dir, checkpoint)
+  checkpoint = run.checkpoint()
+  model = run.model(checkpoint)
   return model, {"model_dir": model_dir,
                  "checkpoint": os.path.abspath(checkpoint),
                  "random_init_seed": None}
@@ -394,23 +391,8 @@ def extract_to_shards(model, dataset, split, preprocessing, output_dir,
       "preprocessing": preprocessing.to_dict()})
   full_settings = json.loads(json.dumps(full_settings))  # Tuples as lists.
   os.makedirs(output_dir, exist_ok=True)
-  manifest = _read_manifest(output_dir)
-  if manifest is not None:
-    _check_same_settings(manifest, full_settings, output_dir)
-  else:
-    manifest = {"settings": full_settings,
-                "num_shards": -(-num_videos // shard_size),
-                "finished_shards": [], "shapes": {}}
-  index_path = os.path.join(output_dir, INDEX_FILE)
-  if os.path.isfile(index_path):
-    with np.load(index_path) as stored:
-      index = {key: stored[key] for key in stored.files}
-  else:
-    index = read_split_index(dataset, split)
-    with files.atomic_path(index_path) as tmp_path:
-      np.savez(tmp_path, **index)
-  files.write_json(os.path.join(output_dir, MANIFEST_FILE), manifest)
-
+  manifest, index = _start_or_resume(output_dir, dataset, split,
+                                     full_settings)
   todo = [shard for shard in range(manifest["num_shards"])
           if not _shard_done(output_dir, manifest, shard)]
   bar = tqdm(total=sum(min(shard_size, num_videos - s * shard_size)
@@ -421,30 +403,65 @@ def extract_to_shards(model, dataset, split, preprocessing, output_dir,
                                           num_videos)
     batches = _range_dataset(dataset, split, preprocessing, start, stop,
                              batch_size, num_clips)
-    collected = {}
-    indices = []
-    for batch, values in feature_batches(model, batches, modalities, names,
-                                         spatial_pool, average_clips):
-      indices.append(batch["index"])
-      for name, value in values.items():
-        collected.setdefault(name, []).append(value)
-      bar.update(len(batch["index"]))
-    if not np.array_equal(np.concatenate(indices),
-                          index["index"][start:stop]):
-      raise RuntimeError(f"Shard {shard}: the evaluation pipeline's videos "
-                         "are not in the order of the split's records.")
-    for name, values in collected.items():
-      array = np.concatenate(values).astype(np.float32)
-      path = os.path.join(output_dir, shard_file(name, shard,
-                                                 manifest["num_shards"]))
-      with files.atomic_path(path) as tmp_path:
-        np.save(tmp_path, array)
-      manifest["shapes"][name] = list(array.shape[1:])
-    manifest["finished_shards"] = sorted(set(manifest["finished_shards"])
-                                         | {shard})
-    files.write_json(os.path.join(output_dir, MANIFEST_FILE), manifest)
+    collected = _collect(feature_batches(model, batches, modalities, names,
+                                         spatial_pool, average_clips),
+                         index["index"][start:stop], shard, bar)
+    _write_shard(output_dir, manifest, shard, collected)
   bar.close()
   return manifest
+
+
+def _start_or_resume(output_dir, dataset, split, settings):
+  """The manifest and index of `output_dir`: read back (after checking the
+  settings are the same) or started, and written."""
+  manifest = _read_manifest(output_dir)
+  if manifest is not None:
+    _check_same_settings(manifest, settings, output_dir)
+  else:
+    manifest = {"settings": settings,
+                "num_shards": -(-settings["num_videos"] //
+                                settings["shard_size"]),
+                "finished_shards": [], "shapes": {}}
+  index_path = os.path.join(output_dir, INDEX_FILE)
+  if os.path.isfile(index_path):
+    with np.load(index_path) as stored:
+      index = {key: stored[key] for key in stored.files}
+  else:
+    index = read_split_index(dataset, split)
+    with files.atomic_path(index_path) as tmp_path:
+      np.savez(tmp_path, **index)
+  files.write_json(os.path.join(output_dir, MANIFEST_FILE), manifest)
+  return manifest, index
+
+
+def _collect(batches, expected_indices, shard, bar):
+  """{feature: float32 array} of one shard's `feature_batches`, checked to
+  hold the shard's videos in record order."""
+  collected = {}
+  indices = []
+  for batch, values in batches:
+    indices.append(batch["index"])
+    for name, value in values.items():
+      collected.setdefault(name, []).append(value)
+    bar.update(len(batch["index"]))
+  if not np.array_equal(np.concatenate(indices), expected_indices):
+    raise RuntimeError(f"Shard {shard}: the evaluation pipeline's videos "
+                       "are not in the order of the split's records.")
+  return {name: np.concatenate(values).astype(np.float32)
+          for name, values in collected.items()}
+
+
+def _write_shard(output_dir, manifest, shard, collected):
+  """Writes a shard's feature files, then records it in the manifest."""
+  for name, array in collected.items():
+    path = os.path.join(output_dir, shard_file(name, shard,
+                                               manifest["num_shards"]))
+    with files.atomic_path(path) as tmp_path:
+      np.save(tmp_path, array)
+    manifest["shapes"][name] = list(array.shape[1:])
+  manifest["finished_shards"] = sorted(set(manifest["finished_shards"])
+                                       | {shard})
+  files.write_json(os.path.join(output_dir, MANIFEST_FILE), manifest)
 
 
 def load_features(features_dir, names=None):

@@ -20,9 +20,11 @@ A rerun continues each fold from its newest checkpoint and skips finished
 folds.
 """
 
+import dataclasses
 import glob
 import json
 import os
+from typing import Tuple
 import types
 
 import gin
@@ -32,9 +34,10 @@ import tensorflow as tf
 import tqdm
 
 from avid_tf import errors
-from avid_tf.eval import encoders
+from avid_tf import runs
 from avid_tf.eval import finetune_data
 from avid_tf.training import checkpointing
+from avid_tf.utils import checks
 from avid_tf.utils import files
 
 SUMMARY_FILE = "summary.json"
@@ -159,91 +162,214 @@ def _set_phase(model, backbone_trainable, learning_rate, weight_decay):
   return optimizer
 
 
-def _fold_model(init, random_init, num_classes, dropout, settings):
-  source = encoders.load_encoder(init, "video", random_init=random_init)
-  model = FinetuneClassifier(source.encoder, num_classes, dropout)
-  model(tf.zeros((1, settings.num_frames, settings.crop_size,
-                  settings.crop_size, 3)), training=False)
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """How every fold trains and tests (see `finetune_schedule`).
+
+  Values are checked when it is made: a wrong type or a value out of range
+  is a `checks.BadValueError` naming the `finetune_schedule` binding.
+  """
+
+  epochs: int
+  frozen_epochs: int
+  batch_size: int
+  clips_per_video: int
+  learning_rate: float
+  lr_milestones: Tuple[int, ...]
+  lr_gamma: float
+  weight_decay: float
+  dropout: float
+  num_test_clips: int
+  eval_batch_size: int
+  shuffle_buffer: int
+  keep_checkpoints: int
+  seed: int
+
+  def __post_init__(self):
+    builder = "finetune_schedule"
+    for name in ("epochs", "batch_size", "clips_per_video", "num_test_clips",
+                 "eval_batch_size", "shuffle_buffer", "keep_checkpoints"):
+      checks.field(self, builder, name, checks.integer, minimum=1)
+    checks.field(self, builder, "frozen_epochs", checks.integer, minimum=0)
+    if self.frozen_epochs > self.epochs:
+      raise checks.BadValueError(
+          f"finetune_schedule.frozen_epochs must be in [0, epochs="
+          f"{self.epochs}], got {self.frozen_epochs}")
+    checks.field(self, builder, "seed", checks.integer, minimum=0)
+    for name in ("learning_rate", "lr_gamma"):
+      checks.field(self, builder, name, checks.number, low=0, low_open=True)
+    checks.field(self, builder, "weight_decay", checks.number, low=0)
+    checks.field(self, builder, "dropout", checks.number, low=0, high=1,
+                 high_open=True)
+    if not isinstance(self.lr_milestones, (tuple, list)):
+      raise checks.BadValueError(
+          f"finetune_schedule.lr_milestones must be a tuple of epochs, got "
+          f"{self.lr_milestones!r}")
+    object.__setattr__(self, "lr_milestones", tuple(
+        checks.integer("finetune_schedule.lr_milestones", epoch, minimum=0)
+        for epoch in self.lr_milestones))
+
+
+@gin.configurable
+def finetune_schedule(epochs=16, frozen_epochs=5, batch_size=64,
+                      clips_per_video=10, learning_rate=1e-4,
+                      lr_milestones=(6, 10, 14), lr_gamma=0.3,
+                      weight_decay=0.0, dropout=0.5, num_test_clips=10,
+                      eval_batch_size=32, shuffle_buffer=256,
+                      keep_checkpoints=1, seed=0):
+  """The training and test schedule of fine-tuning (gin/eval/*.gin).
+
+  Args:
+    epochs: training epochs (UCF 16, HMDB 10).
+    frozen_epochs: first epochs training only the classifier (5).
+    batch_size: training clips per step (64 for 8 frames, 32 for 32).
+    clips_per_video: training clips of each video per epoch.
+    learning_rate: Adam's base rate (1e-4).
+    lr_milestones: epochs at which the rate is multiplied by `lr_gamma`.
+    lr_gamma: multiplier at each milestone (0.3).
+    weight_decay: Adam weight decay (0; a non-zero value is Keras' decoupled
+      decay).
+    dropout: dropout rate before the classifier (0.5).
+    num_test_clips: clips per test video (10).
+    eval_batch_size: test clips per forward pass.
+    shuffle_buffer: training videos held for shuffling.
+    keep_checkpoints: newest epoch checkpoints kept per fold (>= 1).
+    seed: seed of the classifier's initialisation, order and augmentation.
+
+  Returns:
+    A `Schedule`.
+  """
+  return Schedule(
+      epochs=epochs, frozen_epochs=frozen_epochs, batch_size=batch_size,
+      clips_per_video=clips_per_video, learning_rate=learning_rate,
+      lr_milestones=lr_milestones, lr_gamma=lr_gamma,
+      weight_decay=weight_decay, dropout=dropout,
+      num_test_clips=num_test_clips, eval_batch_size=eval_batch_size,
+      shuffle_buffer=shuffle_buffer, keep_checkpoints=keep_checkpoints,
+      seed=seed)
+
+
+def _fold_model(init, random_init, num_classes, schedule, clips, fold):
+  """The fold's classifier on the initial backbone.
+
+  The backbone comes from `runs.load_encoder` (its random init uses
+  `runs.RANDOM_INIT_SEED`); the classifier's weights then depend on the
+  schedule's seed and the fold.
+  """
+  source = runs.load_encoder(init, "video", random_init=random_init)
+  keras.utils.set_random_seed(schedule.seed + fold)
+  model = FinetuneClassifier(source.encoder, num_classes, schedule.dropout)
+  model(tf.zeros((1, clips.num_frames, clips.crop_size, clips.crop_size, 3)),
+        training=False)
   return model
 
 
-def finetune_fold(fold_data, source, fold_dir, init, random_init, settings,
-                  num_classes, epochs, frozen_epochs, batch_size,
-                  clips_per_video, learning_rate, lr_milestones, lr_gamma,
-                  weight_decay, dropout, num_test_clips, eval_batch_size,
-                  shuffle_buffer, seed, verbose, keep_checkpoints=1):
-  """Trains and tests one fold (resuming it); returns its scores."""
+def _restore_progress(model, optimizer, checkpoint_dir, done):
+  """Reads the checkpoint of epoch `done` (the newest) into the model."""
+  path = os.path.join(checkpoint_dir, f"epoch-{done}")
+  try:
+    _checkpoint(model, optimizer).read(path).assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as error:
+    raise checkpointing.CheckpointMismatchError(
+        f"Checkpoint {path} does not match this model (another --init or "
+        f"settings?): {str(error).splitlines()[0]}") from error
+
+
+def _train_epoch(model, optimizer, fold_data, source, epoch, clips, schedule,
+                 verbose):
+  """Trains one epoch of a fold; returns its TensorBoard scalars."""
+  frozen = epoch < schedule.frozen_epochs
+  lr = learning_rate_at(epoch, schedule.learning_rate, schedule.lr_milestones,
+                        schedule.lr_gamma)
+  optimizer.learning_rate = lr
+  # Dropout masks depend on (seed, fold, epoch) only: a resumed epoch
+  # draws the masks it would have drawn without the interruption.
+  model.dropout.seed_generator.state.assign(
+      np.asarray([schedule.seed + fold_data.fold, epoch], np.int64))
+  train = finetune_data.train_clips(
+      source, fold_data.train, clips, schedule.batch_size,
+      schedule.clips_per_video, schedule.seed, epoch, schedule.shuffle_buffer)
+  steps_per_epoch = (fold_data.num_train * schedule.clips_per_video //
+                     schedule.batch_size)
+  if verbose:
+    print(f"fold {fold_data.fold} epoch {epoch + 1}/{schedule.epochs} lr "
+          f"{lr:.3g}{' (backbone frozen)' if frozen else ''}")
+  history = model.fit(train.take(steps_per_epoch), epochs=1,
+                      steps_per_epoch=steps_per_epoch, shuffle=False,
+                      verbose=1 if verbose else 0)
+  return {"train/loss": history.history["loss"][-1],
+          "train/accuracy": history.history["accuracy"][-1],
+          "train/learning_rate": lr,
+          "train/backbone_trainable": float(not frozen)}
+
+
+def _save_epoch(model, optimizer, fold_dir, epoch, keep_checkpoints):
+  """Checkpoints the end of `epoch`, records it, drops stale checkpoints."""
+  checkpoint_dir = os.path.join(fold_dir, "checkpoints")
+  os.makedirs(checkpoint_dir, exist_ok=True)
+  _checkpoint(model, optimizer).write(
+      os.path.join(checkpoint_dir, f"epoch-{epoch + 1}"))
+  files.write_json(os.path.join(fold_dir, PROGRESS_FILE),
+                   {"epochs_done": epoch + 1})
+  stale = epoch + 1 - keep_checkpoints
+  if stale >= 1:
+    for path in glob.glob(os.path.join(checkpoint_dir, f"epoch-{stale}.*")):
+      os.remove(path)
+
+
+def finetune_fold(fold_data, source, fold_dir, init, random_init, clips,
+                  schedule, num_classes, verbose=True):
+  """Trains and tests one fold (resuming it); returns its scores.
+
+  Args:
+    fold_data: the fold's `finetune_data` examples.
+    source: the `finetune_data` video source.
+    fold_dir: the fold's output folder.
+    init: export, run folder or converted checkpoint (`runs.load_encoder`).
+    random_init: start from the random-init backbone instead.
+    clips: `finetune_data.ClipSettings`.
+    schedule: `Schedule`.
+    num_classes: classifier width.
+    verbose: progress bars and per-epoch lines.
+  """
   result = _read_json(os.path.join(fold_dir, RESULT_FILE))
   if result is not None:
     return result
-  steps_per_epoch = fold_data.num_train * clips_per_video // batch_size
-  if steps_per_epoch < 1:
+  if fold_data.num_train * schedule.clips_per_video < schedule.batch_size:
     raise errors.UserError(
         f"Fold {fold_data.fold}: {fold_data.num_train} training videos x "
-        f"{clips_per_video} clips make no batch of {batch_size}")
-  keras.utils.set_random_seed(seed + fold_data.fold)
-  model = _fold_model(init, random_init, num_classes, dropout, settings)
-  checkpoint_dir = os.path.join(fold_dir, "checkpoints")
+        f"{schedule.clips_per_video} clips make no batch of "
+        f"{schedule.batch_size}")
+  model = _fold_model(init, random_init, num_classes, schedule, clips,
+                      fold_data.fold)
   progress = _read_json(os.path.join(fold_dir, PROGRESS_FILE)) or {}
   done = int(progress.get("epochs_done", 0))
   writer = tf.summary.create_file_writer(os.path.join(fold_dir,
                                                       "tensorboard"))
-
-  def phase_for(epoch):
-    return epoch >= frozen_epochs
-
   # The newest checkpoint holds the optimizer of the epoch before it.
-  optimizer = _set_phase(model, phase_for(max(done - 1, 0)), learning_rate,
-                         weight_decay)
+  optimizer = _set_phase(model, max(done - 1, 0) >= schedule.frozen_epochs,
+                         schedule.learning_rate, schedule.weight_decay)
   if done:
-    path = os.path.join(checkpoint_dir, f"epoch-{done}")
-    try:
-      _checkpoint(model, optimizer).read(path).assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as error:
-      raise checkpointing.CheckpointMismatchError(
-          f"Checkpoint {path} does not match this model (another --init or "
-          f"settings?): {str(error).splitlines()[0]}") from error
-  for epoch in range(done, epochs):
-    if epoch > 0 and phase_for(epoch) != phase_for(epoch - 1):
-      optimizer = _set_phase(model, True, learning_rate, weight_decay)
-    lr = learning_rate_at(epoch, learning_rate, lr_milestones, lr_gamma)
-    optimizer.learning_rate = lr
-    # Dropout masks depend on (seed, fold, epoch) only: a resumed epoch
-    # draws the masks it would have drawn without the interruption.
-    model.dropout.seed_generator.state.assign(
-        np.asarray([seed + fold_data.fold, epoch], np.int64))
-    train = finetune_data.train_clips(source, fold_data.train, settings,
-                                      batch_size, clips_per_video, seed,
-                                      epoch, shuffle_buffer)
-    if verbose:
-      print(f"fold {fold_data.fold} epoch {epoch + 1}/{epochs} lr {lr:.3g}"
-            f"{' (backbone frozen)' if not phase_for(epoch) else ''}")
-    history = model.fit(train.take(steps_per_epoch), epochs=1,
-                        steps_per_epoch=steps_per_epoch,
-                        shuffle=False, verbose=1 if verbose else 0)
-    _write_scalars(writer, {
-        "train/loss": history.history["loss"][-1],
-        "train/accuracy": history.history["accuracy"][-1],
-        "train/learning_rate": lr,
-        "train/backbone_trainable": float(phase_for(epoch))}, epoch + 1)
-    os.makedirs(checkpoint_dir, exist_ok=True)
-    _checkpoint(model, optimizer).write(
-        os.path.join(checkpoint_dir, f"epoch-{epoch + 1}"))
-    files.write_json(os.path.join(fold_dir, PROGRESS_FILE),
-                     {"epochs_done": epoch + 1})
-    stale = epoch + 1 - keep_checkpoints
-    if stale >= 1:
-      for path in glob.glob(os.path.join(checkpoint_dir, f"epoch-{stale}.*")):
-        os.remove(path)
-
-  test = finetune_data.test_clips(source, fold_data.test, settings,
-                                  num_test_clips, eval_batch_size)
+    _restore_progress(model, optimizer, os.path.join(fold_dir, "checkpoints"),
+                      done)
+  for epoch in range(done, schedule.epochs):
+    if epoch > 0 and epoch == schedule.frozen_epochs:
+      optimizer = _set_phase(model, True, schedule.learning_rate,
+                             schedule.weight_decay)
+    _write_scalars(writer, _train_epoch(
+        model, optimizer, fold_data, source, epoch, clips, schedule, verbose),
+                   epoch + 1)
+    _save_epoch(model, optimizer, fold_dir, epoch, schedule.keep_checkpoints)
+  test = finetune_data.test_clips(source, fold_data.test, clips,
+                                  schedule.num_test_clips,
+                                  schedule.eval_batch_size)
   probabilities, labels = predict_test_clips(
-      model, test, fold_data.num_test, num_test_clips, verbose)
+      model, test, fold_data.num_test, schedule.num_test_clips, verbose)
   result = score_clips(probabilities, labels)
   result.update(num_train_videos=fold_data.num_train,
-                num_test_videos=fold_data.num_test, epochs=epochs)
-  _write_scalars(writer, {f"test/{k}": result[k] for k in METRICS}, epochs)
+                num_test_videos=fold_data.num_test, epochs=schedule.epochs)
+  _write_scalars(writer, {f"test/{k}": result[k] for k in METRICS},
+                 schedule.epochs)
   files.write_json(os.path.join(fold_dir, RESULT_FILE), result)
   return result
 
@@ -251,15 +377,8 @@ def finetune_fold(fold_data, source, fold_dir, init, random_init, settings,
 @gin.configurable
 def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
              tfds_name=None, split_csv_dir=None, folds=(1, 2, 3),
-             num_frames=8, crop_size=224, frame_rate=16.0, batch_size=64,
-             epochs=16, frozen_epochs=5, learning_rate=1e-4,
-             lr_milestones=(6, 10, 14), lr_gamma=0.3, weight_decay=0.0,
-             dropout=0.5, clips_per_video=10, crop_scale=(0.08, 1.0),
-             crop_ratio=(3.0 / 4.0, 4.0 / 3.0), flip_probability=0.5,
-             brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2,
-             num_test_clips=10, eval_batch_size=32, shuffle_buffer=256,
              num_classes=None, tfds_config_template="{name}_{fold}",
-             tfds_data_dir=None, tfds_fps=25.0, keep_checkpoints=1, seed=0,
+             tfds_data_dir=None, tfds_fps=25.0, clips=None, schedule=None,
              verbose=True):
   """Fine-tunes a backbone on every fold and writes summary.json.
 
@@ -267,40 +386,20 @@ def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
     output_dir: folder of checkpoints, logs and results (see module doc).
     init: export folder, run folder or converted checkpoint (model_dir).
     random_init: start from random weights (of `init`'s architecture when it
-      is a run folder, else `build_encoders`' gin configuration).
+      is a run folder, else `build_encoders`' gin configuration), at
+      `runs.RANDOM_INIT_SEED`.
     dataset_dir: dataset folder of prepare_data.py.
     tfds_name: TFDS video dataset instead of `dataset_dir`.
     split_csv_dir: fold lists for `dataset_dir` (finetune_data module doc).
     folds: fold numbers to run.
-    num_frames: frames per clip (8 or 32 in the protocol).
-    crop_size: side of the clips (224).
-    frame_rate: rate the clip frames are sampled at (16 fps).
-    batch_size: training clips per step (64 for 8 frames, 32 for 32).
-    epochs: training epochs (UCF 16, HMDB 10).
-    frozen_epochs: first epochs training only the classifier (5).
-    learning_rate: Adam's base rate (1e-4).
-    lr_milestones: epochs at which the rate is multiplied by `lr_gamma`.
-    lr_gamma: multiplier at each milestone (0.3).
-    weight_decay: Adam weight decay (0; a non-zero value is Keras' decoupled
-      decay).
-    dropout: dropout rate before the classifier (0.5).
-    clips_per_video: training clips of each video per epoch.
-    crop_scale: RandomResizedCrop area range.
-    crop_ratio: RandomResizedCrop aspect-ratio range.
-    flip_probability: horizontal flip probability.
-    brightness: colour jitter (0.4 UCF, 1.0 HMDB).
-    contrast: colour jitter (0.4 UCF, 1.0 HMDB).
-    saturation: colour jitter (0.4 UCF, 1.0 HMDB).
-    hue: colour jitter in turns (0.2).
-    num_test_clips: clips per test video (10).
-    eval_batch_size: test clips per forward pass.
-    shuffle_buffer: training videos held for shuffling.
     num_classes: classifier width (default: the dataset's classes).
     tfds_config_template: TFDS builder config of fold k.
     tfds_data_dir: TFDS data folder.
     tfds_fps: frame rate of the TFDS videos.
-    keep_checkpoints: newest epoch checkpoints kept per fold (>= 1).
-    seed: seed of initialisation, order and augmentation.
+    clips: `finetune_data.ClipSettings`; None takes
+      `finetune_data.finetune_clips()` as gin configures it.
+    schedule: `Schedule`; None takes `finetune_schedule()` as gin configures
+      it.
     verbose: progress bars and per-epoch lines.
 
   Returns:
@@ -312,33 +411,21 @@ def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
   if init is None and not random_init:
     raise errors.UserError("Give --init (export, model_dir or converted "
                            "checkpoint) or --random_init")
-  if not 0 <= frozen_epochs <= epochs:
-    raise errors.UserError(f"frozen_epochs must be in [0, epochs={epochs}], "
-                           f"got {frozen_epochs}")
+  clips = clips or finetune_data.finetune_clips()
+  schedule = schedule or finetune_schedule()
   source = finetune_data.video_source(
       dataset_dir=dataset_dir, tfds_name=tfds_name,
       split_csv_dir=split_csv_dir, tfds_config_template=tfds_config_template,
       tfds_data_dir=tfds_data_dir, tfds_fps=tfds_fps)
   num_classes = finetune_data.resolve_num_classes(source, num_classes)
-  settings = finetune_data.ClipSettings(
-      num_frames=int(num_frames), crop_size=int(crop_size),
-      frame_rate=float(frame_rate), crop_scale=tuple(crop_scale),
-      crop_ratio=tuple(crop_ratio), flip_probability=float(flip_probability),
-      brightness=float(brightness), contrast=float(contrast),
-      saturation=float(saturation), hue=float(hue))
   os.makedirs(output_dir, exist_ok=True)
   results = {}
   for fold in tqdm.tqdm(list(folds), desc="folds", disable=not verbose):
-    fold = int(fold)
+    fold = checks.integer("finetune.folds", fold, minimum=1)
     results[str(fold)] = finetune_fold(
         source.fold_data(fold), source,
-        os.path.join(output_dir, f"fold_{fold}"), init, random_init,
-        settings, num_classes, int(epochs), int(frozen_epochs),
-        int(batch_size), int(clips_per_video), float(learning_rate),
-        tuple(lr_milestones), float(lr_gamma), float(weight_decay),
-        float(dropout), int(num_test_clips), int(eval_batch_size),
-        int(shuffle_buffer), int(seed), verbose,
-        keep_checkpoints=max(1, int(keep_checkpoints)))
+        os.path.join(output_dir, f"fold_{fold}"), init, random_init, clips,
+        schedule, num_classes, verbose)
   summary = {
       "folds": results,
       "mean": {k: float(np.mean([r[k] for r in results.values()]))
@@ -347,9 +434,9 @@ def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
       "random_init": bool(random_init),
       "dataset": source.name,
       "num_classes": num_classes,
-      "num_frames": settings.num_frames,
-      "crop_size": settings.crop_size,
-      "epochs": int(epochs),
+      "num_frames": clips.num_frames,
+      "crop_size": clips.crop_size,
+      "epochs": schedule.epochs,
   }
   files.write_json(os.path.join(output_dir, SUMMARY_FILE), summary)
   return summary

@@ -32,13 +32,16 @@ import os
 import re
 from typing import Any, Optional
 
+import gin
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from avid_tf import errors
+from avid_tf.data import augmentation
 from avid_tf.data import schema
 from avid_tf.data import video_ops
+from avid_tf.utils import checks
 
 AUTOTUNE = tf.data.AUTOTUNE
 _plain = tf.autograph.experimental.do_not_convert
@@ -306,23 +309,57 @@ def _frame_shape(frames, encoded):
 
 
 @dataclasses.dataclass(frozen=True)
-class ClipSettings:
-  """Geometry and augmentation of fine-tuning clips."""
+class ClipSettings(augmentation.VideoAugmentation):
+  """Geometry and augmentation of fine-tuning clips (see `finetune_clips`).
 
-  num_frames: int = 8
-  crop_size: int = 224
-  frame_rate: float = 16.0
-  crop_scale: tuple = (0.08, 1.0)
-  crop_ratio: tuple = (3.0 / 4.0, 4.0 / 3.0)
-  flip_probability: float = 0.5
-  brightness: float = 0.4
-  contrast: float = 0.4
-  saturation: float = 0.4
-  hue: float = 0.2
+  Values are checked when it is made: a wrong type or a value out of range
+  is a `checks.BadValueError` naming the `finetune_clips` binding.
+  """
+
+  num_frames: int
+  crop_size: int
+  frame_rate: float
+
+  def __post_init__(self):
+    builder = "finetune_clips"
+    checks.field(self, builder, "num_frames", checks.integer, minimum=1)
+    checks.field(self, builder, "crop_size", checks.integer, minimum=1)
+    checks.field(self, builder, "frame_rate", checks.number, low=0,
+                 low_open=True)
+    self.check_video_augmentation(builder)
 
   @property
   def clip_seconds(self):
     return self.num_frames / self.frame_rate
+
+
+@gin.configurable
+def finetune_clips(num_frames=8, crop_size=224, frame_rate=16.0,
+                   crop_scale=(0.08, 1.0), crop_ratio=(3.0 / 4.0, 4.0 / 3.0),
+                   flip_probability=0.5, brightness=0.4, contrast=0.4,
+                   saturation=0.4, hue=0.2):
+  """The clips of fine-tuning (gin/eval/*.gin bind these).
+
+  Args:
+    num_frames: frames per clip (8 or 32 in the protocol).
+    crop_size: side of the clips (224).
+    frame_rate: rate the clip frames are sampled at (16 fps).
+    crop_scale: RandomResizedCrop area range.
+    crop_ratio: RandomResizedCrop aspect-ratio range.
+    flip_probability: horizontal flip probability.
+    brightness: colour jitter (0.4 UCF, 1.0 HMDB).
+    contrast: colour jitter (0.4 UCF, 1.0 HMDB).
+    saturation: colour jitter (0.4 UCF, 1.0 HMDB).
+    hue: colour jitter in turns (0.2).
+
+  Returns:
+    A `ClipSettings`.
+  """
+  return ClipSettings(
+      num_frames=num_frames, crop_size=crop_size, frame_rate=frame_rate,
+      crop_scale=crop_scale, crop_ratio=crop_ratio,
+      flip_probability=flip_probability, brightness=brightness,
+      contrast=contrast, saturation=saturation, hue=hue)
 
 
 def train_clips(source, examples, settings, batch_size, clips_per_video,

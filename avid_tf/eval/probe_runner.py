@@ -5,29 +5,28 @@ ingested dataset; `audio_probe` fits linear classifiers on clip features
 (`audio_probe`) of an ESC-50 style folder (cross-validation over its folds)
 or of an ingested dataset (its train and test splits). Both take the clip
 geometry from the run's preprocessing record and use either the pretrained
-encoders or, with `random_init`, the same architecture freshly initialised.
+encoders or, with `random_init`, the same architecture freshly initialised
+(the runs module's one random-init seed).
 """
 
 import os
 
 from avid_tf import errors
+from avid_tf import runs
+from avid_tf.data import audio_folder
 from avid_tf.data import pipeline
-from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
 from avid_tf.eval import audio_probe as audio_probe_lib
-from avid_tf.eval import linear_probe
+from avid_tf.eval import sklearn_probe
 from avid_tf.eval import stage_probe
-from avid_tf.training import trained_model
 
 
-def load_model(model_dir, random_init=False, checkpoint=None, seed=0):
-  """The run's pretrained AVModel, or its architecture at random init."""
-  if not os.path.isdir(model_dir):
-    raise FileNotFoundError(f"--model_dir {model_dir} does not exist.")
-  if not random_init:
-    return trained_model.load_trained_model(model_dir, checkpoint)
-  # One bank row: the probes do not use the banks.
-  return trained_model.build_model(model_dir, 1, seed=seed)
+def _open(model_dir, random_init, checkpoint):
+  """The run's preprocessing record and its pretrained AVModel, or its
+  architecture at `runs.RANDOM_INIT_SEED`."""
+  run = runs.open_run(model_dir)
+  model = run.random_init_model() if random_init else run.model(checkpoint)
+  return run.preprocessing, model
 
 
 def _labelled_dataset(dataset_dir, splits):
@@ -68,9 +67,10 @@ def video_probe(model_dir, dataset_dir, output_dir, train_split="train",
     test_split: split to test on.
     num_clips: test clips per video, uniformly spaced.
     batch_size: videos per batch.
-    random_init: probe the architecture at random initialisation.
+    random_init: probe the architecture at random initialisation
+      (`runs.RANDOM_INIT_SEED`).
     checkpoint: checkpoint prefix (default: the newest).
-    seed: seed of the data order, augmentation and random init.
+    seed: seed of the data order and augmentation.
     progress: show progress bars.
 
   Returns:
@@ -78,8 +78,7 @@ def video_probe(model_dir, dataset_dir, output_dir, train_split="train",
   """
   dataset, num_classes = _labelled_dataset(dataset_dir,
                                            (train_split, test_split))
-  preprocessing = preprocessing_lib.Preprocessing.read(model_dir)
-  model = load_model(model_dir, random_init, checkpoint, seed)
+  preprocessing, model = _open(model_dir, random_init, checkpoint)
   encoder = model.video_encoder
   if not hasattr(encoder, "stage_outputs"):
     raise errors.UserError("The run's video encoder has no stages to probe.")
@@ -127,9 +126,10 @@ def audio_probe(model_dir, dataset_dir=None, audio_dir=None,
     classifier: "svm" or "logistic".
     C: inverse regularisation strength.
     stages: features to probe (`audio_probe.STAGES`).
-    random_init: probe the architecture at random initialisation.
+    random_init: probe the architecture at random initialisation
+      (`runs.RANDOM_INIT_SEED`).
     checkpoint: checkpoint prefix (default: the newest).
-    seed: seed of the classifier and of the random init.
+    seed: seed of the classifier.
     progress: show progress bars.
 
   Returns:
@@ -144,22 +144,21 @@ def audio_probe(model_dir, dataset_dir=None, audio_dir=None,
                            "target columns).")
   if audio_dir is not None and not os.path.isfile(folds_csv):
     raise FileNotFoundError(f"--folds_csv {folds_csv} does not exist.")
-  linear_probe.make_classifier(classifier, C)  # Checks the settings early.
+  sklearn_probe.make_classifier(classifier, C)  # Checks the settings early.
   unknown = set(stages) - set(audio_probe_lib.STAGES)
   if unknown:
     raise errors.UserError(f"Unknown audio feature(s) {sorted(unknown)}; "
                            f"choose from {list(audio_probe_lib.STAGES)}.")
-  preprocessing = preprocessing_lib.Preprocessing.read(model_dir)
   if dataset_dir is not None:
     dataset, _ = _labelled_dataset(dataset_dir, (train_split, test_split))
-  model = load_model(model_dir, random_init, checkpoint, seed)
+  preprocessing, model = _open(model_dir, random_init, checkpoint)
   encoder = model.audio_encoder
 
   report = {"modality": "audio", "model_dir": model_dir,
             "random_init": bool(random_init), "classifier": classifier,
             "C": C, "num_clips": num_clips, "features": {}}
   if audio_dir is not None:
-    data = pipeline.make_audio_folder_dataset(
+    data = audio_folder.make_audio_folder_dataset(
         audio_dir, folds_csv, batch_size, num_clips=num_clips,
         audio_seconds=preprocessing.audio_seconds,
         sample_rate=preprocessing.sample_rate,
@@ -181,7 +180,7 @@ def audio_probe(model_dir, dataset_dir=None, audio_dir=None,
         for split in (train_split, test_split)}
     train, test = split_features[train_split], split_features[test_split]
     for stage in stages:
-      report["features"][stage] = {"top1": linear_probe.clip_averaged_accuracy(
+      report["features"][stage] = {"top1": sklearn_probe.clip_averaged_accuracy(
           train[stage], train["label"], test[stage], test["label"],
           classifier=classifier, C=C, seed=seed)}
     report.update(protocol="split", dataset_dir=dataset_dir,

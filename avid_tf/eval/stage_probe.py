@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from avid_tf import errors
 from avid_tf.models import r2plus1d
+from avid_tf.utils import checks
 
 STAGE_GRIDS = {"conv2x": (1, 12, 12), "conv3x": (1, 8, 8),
                "conv4x": (1, 6, 6), "conv5x": (1, 4, 4)}
@@ -150,6 +151,10 @@ def train_stage_probe(encoder, make_train_dataset, steps_per_epoch,
   Returns:
     {stage: {"top1": Video@1, "clip_top1": Clip@1}}.
   """
+  checks.integer("train_stage_probe.epochs", epochs, minimum=1)
+  checks.number("train_stage_probe.learning_rate", learning_rate, low=0,
+                low_open=True)
+  checks.number("train_stage_probe.gamma", gamma, low=0, low_open=True)
   grids = dict(grids or STAGE_GRIDS)
   missing = set(stages) - set(grids)
   if missing:
@@ -164,6 +169,41 @@ def train_stage_probe(encoder, make_train_dataset, steps_per_epoch,
                                    **classifiers.classifiers)
   manager = tf.train.CheckpointManager(
       checkpoint, os.path.join(output_dir, CHECKPOINT_SUBDIR), max_to_keep=1)
+  train_step, test_step = _steps(encoder, classifiers, optimizer, grids)
+  # Variables exist before a restore (Keras creates them on first call).
+  clip_shape = tuple(test_dataset.element_spec["video"].shape[2:])
+  classifiers(stage_features(encoder, tf.zeros((2,) + clip_shape), grids),
+              training=False)
+  optimizer.build(classifiers.trainable_variables)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).expect_partial()
+  writer = tf.summary.create_file_writer(
+      os.path.join(output_dir, TENSORBOARD_SUBDIR))
+  start_epoch = int(epoch_variable.numpy())
+  if start_epoch < epochs:
+    stream = iter(make_train_dataset(start_epoch * steps_per_epoch))
+  for epoch in range(start_epoch, epochs):
+    rate = learning_rate_at(epoch, learning_rate, milestones, gamma)
+    optimizer.learning_rate.assign(rate)
+    figures = _train_epoch(train_step, stream, steps_per_epoch, stages,
+                           num_classes, f"probe epoch {epoch + 1}", progress)
+    with writer.as_default(step=epoch + 1):
+      tf.summary.scalar("learning_rate", rate)
+      for name, value in figures.items():
+        tf.summary.scalar(name, value)
+    epoch_variable.assign(epoch + 1)
+    manager.save(checkpoint_number=epoch + 1)
+  results = _test(test_step, test_dataset, stages, num_classes, progress)
+  with writer.as_default(step=epochs):
+    for stage in stages:
+      tf.summary.scalar(f"test_top1/{stage}", results[stage]["top1"])
+  writer.flush()
+  return results
+
+
+def _steps(encoder, classifiers, optimizer, grids):
+  """The compiled training step (all stages at once) and test step."""
+  stages = classifiers.stages
   loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
   @tf.function(reduce_retracing=True)
@@ -188,41 +228,33 @@ def train_stage_probe(encoder, make_train_dataset, steps_per_epoch,
     return {stage: tf.reshape(tf.nn.softmax(value), [shape[0], shape[1], -1])
             for stage, value in logits.items()}
 
-  # Variables exist before a restore (Keras creates them on first call).
-  clip_shape = tuple(test_dataset.element_spec["video"].shape[2:])
-  classifiers(stage_features(encoder, tf.zeros((2,) + clip_shape), grids),
-              training=False)
-  optimizer.build(classifiers.trainable_variables)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).expect_partial()
-  writer = tf.summary.create_file_writer(
-      os.path.join(output_dir, TENSORBOARD_SUBDIR))
-  start_epoch = int(epoch_variable.numpy())
-  if start_epoch < epochs:
-    stream = iter(make_train_dataset(start_epoch * steps_per_epoch))
-  for epoch in range(start_epoch, epochs):
-    rate = learning_rate_at(epoch, learning_rate, milestones, gamma)
-    optimizer.learning_rate.assign(rate)
-    loss_sums = {stage: 0.0 for stage in stages}
-    correct_sums = {stage: 0.0 for stage in stages}
-    seen = 0
-    for _ in tqdm(range(steps_per_epoch), desc=f"probe epoch {epoch + 1}",
-                  disable=not progress, leave=False):
-      batch = next(stream)
-      _check_labels(batch["label"], num_classes)
-      losses, correct = train_step(batch["video"], batch["label"])
-      seen += int(batch["label"].shape[0])
-      for stage in stages:
-        loss_sums[stage] += float(losses[stage])
-        correct_sums[stage] += float(correct[stage])
-    with writer.as_default(step=epoch + 1):
-      tf.summary.scalar("learning_rate", rate)
-      for stage in stages:
-        tf.summary.scalar(f"loss/{stage}", loss_sums[stage] / steps_per_epoch)
-        tf.summary.scalar(f"train_top1/{stage}", correct_sums[stage] / seen)
-    epoch_variable.assign(epoch + 1)
-    manager.save(checkpoint_number=epoch + 1)
+  return train_step, test_step
 
+
+def _train_epoch(train_step, stream, steps_per_epoch, stages, num_classes,
+                 description, progress):
+  """One epoch of every stage's classifier; its mean losses and top-1."""
+  loss_sums = {stage: 0.0 for stage in stages}
+  correct_sums = {stage: 0.0 for stage in stages}
+  seen = 0
+  for _ in tqdm(range(steps_per_epoch), desc=description,
+                disable=not progress, leave=False):
+    batch = next(stream)
+    _check_labels(batch["label"], num_classes)
+    losses, correct = train_step(batch["video"], batch["label"])
+    seen += int(batch["label"].shape[0])
+    for stage in stages:
+      loss_sums[stage] += float(losses[stage])
+      correct_sums[stage] += float(correct[stage])
+  figures = {f"loss/{stage}": loss_sums[stage] / steps_per_epoch
+             for stage in stages}
+  figures.update({f"train_top1/{stage}": correct_sums[stage] / seen
+                  for stage in stages})
+  return figures
+
+
+def _test(test_step, test_dataset, stages, num_classes, progress):
+  """{stage: {"top1": Video@1, "clip_top1": Clip@1}} on the test split."""
   video_correct = {stage: 0 for stage in stages}
   clip_correct = {stage: 0 for stage in stages}
   num_videos = num_clips = 0
@@ -241,11 +273,6 @@ def train_stage_probe(encoder, make_train_dataset, steps_per_epoch,
     num_clips += per_clip.shape[0] * per_clip.shape[1]
   if num_videos == 0:
     raise errors.UserError("The test split of the linear probe is empty.")
-  results = {stage: {"top1": video_correct[stage] / num_videos,
-                     "clip_top1": clip_correct[stage] / num_clips}
-             for stage in stages}
-  with writer.as_default(step=epochs):
-    for stage in stages:
-      tf.summary.scalar(f"test_top1/{stage}", results[stage]["top1"])
-  writer.flush()
-  return results
+  return {stage: {"top1": video_correct[stage] / num_videos,
+                  "clip_top1": clip_correct[stage] / num_clips}
+          for stage in stages}

@@ -287,50 +287,62 @@ def export_encoder(encoder: keras.Model,
   with files.atomic_path(export_dir) as tmp_dir:
     with _local_batch_norm(encoder):
       endpoints = _EncoderEndpoints(encoder)
-      signature = [tf.TensorSpec(shape, tf.float32, name="inputs")]
-      archive = keras.export.ExportArchive()
-      serve_fn = archive.add_endpoint(SERVE_ENDPOINT, endpoints.infer,
-                                      signature)
-      archive.add_endpoint(TRAIN_ENDPOINT, endpoints.train, signature)
-      # Ordered like encoder.(non_)trainable_variables, so that loaders can
-      # pair weights one to one; the endpoints capture the same objects.
-      archive.add_variable_collection(
-          "variables",
-          endpoints.exported_trainable + endpoints.exported_non_trainable)
-      archive.add_variable_collection("trainable_variables",
-                                      endpoints.exported_trainable)
-      archive.add_variable_collection("non_trainable_variables",
-                                      endpoints.exported_non_trainable)
-      output_shape = serve_fn.get_concrete_function().structured_outputs.shape
-      archive.write_out(tmp_dir, verbose=False)
-
-    metadata = {
-        "modality": modality,
-        "architecture": _architecture(encoder),
-        "feature_dim": output_shape[-1],
-        "input_shape": list(shape),
-        "input_dtype": "float32",
-        "output_shape": output_shape.as_list(),
-        "endpoints": {"inference": SERVE_ENDPOINT,
-                      "training": TRAIN_ENDPOINT},
-        "num_trainable_variables": len(endpoints.exported_trainable),
-        "num_non_trainable_variables": len(endpoints.exported_non_trainable),
-        "num_trainable_parameters": int(sum(
-            np.prod(v.shape) for v in endpoints.exported_trainable)),
-        "variable_paths": [v.path for v in encoder.trainable_variables +
-                           encoder.non_trainable_variables],
-        "preprocessing": record_preprocessing,
-        "load_with": "avid_tf.export.saved_model.load_encoder_layer(path)",
-        "versions": {"avid_tf": avid_tf.__version__,
-                     "keras": keras.__version__,
-                     "tensorflow": tf.__version__},
-    }
+      output_shape = _write_archive(endpoints, shape, tmp_dir)
+    metadata = _metadata(encoder, endpoints, modality, shape, output_shape,
+                         record_preprocessing)
     _write_json(os.path.join(tmp_dir, METADATA_FILE), metadata)
     if verify_inputs is not None:
       check_export(tmp_dir, encoder, verify_inputs, atol=verify_atol)
     if os.path.exists(export_dir):  # overwrite=True, checked above
       shutil.rmtree(export_dir)
   return export_dir
+
+
+def _write_archive(endpoints, shape, directory):
+  """Writes the SavedModel of an encoder's endpoints; returns the output
+  shape of the inference endpoint."""
+  signature = [tf.TensorSpec(shape, tf.float32, name="inputs")]
+  archive = keras.export.ExportArchive()
+  serve_fn = archive.add_endpoint(SERVE_ENDPOINT, endpoints.infer, signature)
+  archive.add_endpoint(TRAIN_ENDPOINT, endpoints.train, signature)
+  # Ordered like encoder.(non_)trainable_variables, so that loaders can
+  # pair weights one to one; the endpoints capture the same objects.
+  archive.add_variable_collection(
+      "variables",
+      endpoints.exported_trainable + endpoints.exported_non_trainable)
+  archive.add_variable_collection("trainable_variables",
+                                  endpoints.exported_trainable)
+  archive.add_variable_collection("non_trainable_variables",
+                                  endpoints.exported_non_trainable)
+  output_shape = serve_fn.get_concrete_function().structured_outputs.shape
+  archive.write_out(directory, verbose=False)
+  return output_shape
+
+
+def _metadata(encoder, endpoints, modality, shape, output_shape,
+              preprocessing):
+  """The content of avid_encoder.json."""
+  return {
+      "modality": modality,
+      "architecture": _architecture(encoder),
+      "feature_dim": output_shape[-1],
+      "input_shape": list(shape),
+      "input_dtype": "float32",
+      "output_shape": output_shape.as_list(),
+      "endpoints": {"inference": SERVE_ENDPOINT,
+                    "training": TRAIN_ENDPOINT},
+      "num_trainable_variables": len(endpoints.exported_trainable),
+      "num_non_trainable_variables": len(endpoints.exported_non_trainable),
+      "num_trainable_parameters": int(sum(
+          np.prod(v.shape) for v in endpoints.exported_trainable)),
+      "variable_paths": [v.path for v in encoder.trainable_variables +
+                         encoder.non_trainable_variables],
+      "preprocessing": preprocessing,
+      "load_with": "avid_tf.export.saved_model.load_encoder_layer(path)",
+      "versions": {"avid_tf": avid_tf.__version__,
+                   "keras": keras.__version__,
+                   "tensorflow": tf.__version__},
+  }
 
 
 def export_encoders(model_or_encoders: Any,

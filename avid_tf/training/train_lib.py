@@ -1,8 +1,10 @@
 """The one gin-configured training entry point of avid_tf."""
 
+import dataclasses
 import json
 import os
 import time
+from typing import Optional, Tuple
 
 from absl import logging
 import gin
@@ -15,17 +17,72 @@ from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
 from avid_tf.data import video_ops
 from avid_tf.models import builders
+from avid_tf.training import builder_args
 from avid_tf.training import callbacks as callbacks_lib
 from avid_tf.training import checkpointing
+from avid_tf.training import global_state
 from avid_tf.training import optimizers
 from avid_tf.training import run_info
 from avid_tf.training import strategy as strategy_lib
+from avid_tf.utils import checks
 from avid_tf.utils import files
 
 CHECKPOINT_SUBDIR = "checkpoints"
 # The run's figures, rewritten at the end of every session of the run.
 SUMMARY_FILE = "train_summary.json"
 MIXED_PRECISION_POLICIES = (None, "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+  """`train`'s arguments, checked: a wrong type or value is a `UserError`
+  naming the binding (e.g. "train.epochs must be an integer >= 1, got -1").
+
+  Attributes: as the arguments of `train`.
+  """
+
+  dataset_dir: str
+  strategy: str
+  batch_size: int
+  epochs: int
+  clips_per_video: int
+  learning_rate: float
+  lr_decay_epochs: Tuple[float, ...]
+  lr_decay_factor: float
+  checkpoint_every_steps: int
+  max_checkpoints: int
+  log_every_steps: int
+  mixed_precision: Optional[str]
+  jit_compile: bool
+  seed: int
+  max_steps: Optional[int]
+  verbose: int
+
+  def __post_init__(self):
+    def check(name, checker, **kwargs):
+      checks.field(self, "train", name, checker, **kwargs)
+
+    if not isinstance(self.dataset_dir, (str, os.PathLike)):
+      raise checks.BadValueError(
+          f"train.dataset_dir must be a folder, got {self.dataset_dir!r}")
+    if not isinstance(self.lr_decay_epochs, (tuple, list)):
+      raise checks.BadValueError(f"train.lr_decay_epochs must be a tuple of "
+                                 f"epochs, got {self.lr_decay_epochs!r}")
+    object.__setattr__(self, "lr_decay_epochs", tuple(
+        checks.number("train.lr_decay_epochs", epoch, low=0)
+        for epoch in self.lr_decay_epochs))
+    check("strategy", checks.choice, choices=strategy_lib.STRATEGIES)
+    for field in ("batch_size", "epochs", "clips_per_video",
+                  "max_checkpoints", "log_every_steps"):
+      check(field, checks.integer, minimum=1)
+    check("checkpoint_every_steps", checks.integer, minimum=0)
+    check("max_steps", checks.integer, minimum=1, optional=True)
+    check("seed", checks.integer, minimum=0)
+    check("verbose", checks.choice, choices=(0, 1, 2))
+    check("learning_rate", checks.number, low=0, low_open=True)
+    check("lr_decay_factor", checks.number, low=0, low_open=True)
+    check("mixed_precision", checks.choice, choices=MIXED_PRECISION_POLICIES)
+    check("jit_compile", checks.boolean)
 
 
 def _learning_rate(learning_rate, decay_epochs, decay_factor, steps_per_epoch):
@@ -227,118 +284,198 @@ def train(model_dir,
     callbacks_lib.NonFiniteLossError: when the loss becomes NaN or infinite.
     ValueError: a per-replica batch that is not a multiple of
       `build_encoders.bn_virtual_batch_size`.
+    checks.BadValueError: an argument of the wrong type or out of range
+      (a `UserError` naming the binding).
   """
-  if mixed_precision not in MIXED_PRECISION_POLICIES:
-    raise ValueError(f"mixed_precision must be one of "
-                     f"{MIXED_PRECISION_POLICIES}, got '{mixed_precision}'.")
-  keras.mixed_precision.set_global_policy(mixed_precision or "float32")
+  settings = TrainSettings(
+      dataset_dir=dataset_dir, strategy=strategy, batch_size=batch_size,
+      epochs=epochs, clips_per_video=clips_per_video,
+      learning_rate=learning_rate, lr_decay_epochs=lr_decay_epochs,
+      lr_decay_factor=lr_decay_factor,
+      checkpoint_every_steps=checkpoint_every_steps,
+      max_checkpoints=max_checkpoints, log_every_steps=log_every_steps,
+      mixed_precision=mixed_precision, jit_compile=jit_compile, seed=seed,
+      max_steps=max_steps, verbose=verbose)
+  with global_state.restored():
+    return _train(model_dir, settings, init_from, list(callbacks))
+
+
+def _train(model_dir, settings, init_from, extra_callbacks):
+  """`train`'s phases: data, model, callbacks, fit, summary."""
+  keras.mixed_precision.set_global_policy(settings.mixed_precision
+                                          or "float32")
   # Makes weight initialisation (Keras' global seed) repeatable per seed.
-  keras.utils.set_random_seed(seed)
+  keras.utils.set_random_seed(settings.seed)
   os.makedirs(model_dir, exist_ok=True)
-  distribution = strategy_lib.get_strategy(strategy)
-  dataset = schema.DatasetInfo.load(dataset_dir)
-  num_data = dataset.num_examples("train")
-  preprocessing = preprocessing_lib.clip_preprocessing(dataset)
-  _warn_if_crops_are_upsampled(dataset, preprocessing)
-  steps_per_epoch = pipeline.steps_per_epoch(
-      dataset, batch_size, clips_per_video,
-      num_input_pipelines=strategy_lib.num_input_pipelines(distribution))
-  total_steps = epochs * steps_per_epoch
-  if max_steps:
-    total_steps = min(total_steps, max_steps)
-
+  distribution = strategy_lib.get_strategy(settings.strategy)
+  data = _open_data(settings, distribution)
   with distribution.scope():
-    model = builders.build_av_model(num_data=num_data, seed=seed)
-    _check_bn_groups(model,
-                     batch_size // distribution.num_replicas_in_sync)
-    optimizer = optimizers.build_optimizer(
-        _learning_rate(learning_rate, lr_decay_epochs, lr_decay_factor,
-                       steps_per_epoch))
-    model.compile(optimizer=optimizer, jit_compile=jit_compile)
-    build_variables(model, preprocessing, optimizer)
-    if isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy):
-      _adapt_for_multi_worker(model)
-    checkpoint = checkpointing.make_checkpoint(model, optimizer)
-    checkpoint_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
-    # Left over by a worker that crashed.
-    checkpointing.remove_worker_directory(checkpoint_dir, distribution)
-    # Every worker of a multi-worker run restores from the chief's folder;
-    # only the chief sets damaged checkpoints aside. The manager reads the
-    # checkpoint state after that.
-    restored = checkpointing.restore_newest(
-        checkpoint, checkpoint_dir, model,
-        set_aside_damaged=strategy_lib.is_chief(distribution))
-    manager = tf.train.CheckpointManager(
-        checkpoint, checkpointing.worker_directory(checkpoint_dir,
-                                                   distribution),
-        max_to_keep=max_checkpoints)
-    if not restored and init_from:
-      initial = checkpointing.resolve_checkpoint(init_from, CHECKPOINT_SUBDIR)
-      checkpointing.initialize_from(model, initial)
-      print(f"Initialised from {initial} (weights, memory banks and "
-            f"{list(model.objective.inherited_state) or 'no'} objective "
-            "state); fresh optimizer.")
-  start_step = int(optimizer.iterations.numpy())
-  earlier = _earlier_summary(model_dir, start_step, steps_per_epoch,
-                             bool(restored))
-  if restored:
-    print(f"Resuming from {restored} at step {start_step}.")
-
+    state = _build_state(model_dir, settings, data, distribution, init_from)
+  start_step = int(state.optimizer.iterations.numpy())
+  earlier = _earlier_summary(model_dir, start_step, data.steps_per_epoch,
+                             bool(state.restored))
+  if state.restored:
+    print(f"Resuming from {state.restored} at step {start_step}.")
   is_chief = strategy_lib.is_chief(distribution)
-  log_dir = os.path.join(model_dir, "train") if is_chief else None
-  run = run_info.RunInfo(
-      model_dir=model_dir, num_data=num_data, steps_per_epoch=steps_per_epoch,
-      strategy=distribution, is_chief=is_chief, log_dir=log_dir,
-      instance_labels=_instance_column(dataset, "label"),
-      instance_faulty=_instance_column(dataset, "faulty"), dataset=dataset)
-  logger = callbacks_lib.ScalarLogger(log_dir, log_every_steps)
-  # The objective's callbacks first: the logger, last, writes what they add
-  # to the epoch logs.
-  run_callbacks = (
-      list(model.objective.callbacks(run)) + list(callbacks) + [
-          callbacks_lib.CheckpointAndGuard(manager, checkpoint_every_steps,
-                                           checkpoint_dir),
-          logger])
-  config_path = os.path.join(model_dir, "config.gin")
+  logger, run_callbacks = _make_callbacks(
+      model_dir, settings, data, state, distribution, extra_callbacks)
   if is_chief:
-    files.write_text(config_path, gin.operative_config_str())
-    preprocessing.write(model_dir)
+    _write_run_files(model_dir, data.preprocessing)
   start_time = time.time()
-  step = start_step
   try:
-    while step < total_steps:
-      # Whole epochs run in one `fit` that keeps the infinite input iterator;
-      # a partial epoch (resumed mid-epoch, or cut by max_steps) runs alone so
-      # epochs stay aligned with multiples of steps_per_epoch.
-      epoch = step // steps_per_epoch
-      if step % steps_per_epoch == 0 and total_steps - step >= steps_per_epoch:
-        num_epochs = (total_steps - step) // steps_per_epoch
-        steps = steps_per_epoch
-      else:
-        num_epochs = 1
-        steps = min(steps_per_epoch * (epoch + 1), total_steps) - step
-      stream = distribution.distribute_datasets_from_function(
-          lambda ctx, start=step: pipeline.make_train_dataset(
-              dataset, batch_size=batch_size, preprocessing=preprocessing,
-              seed=seed, start_step=start, clips_per_video=clips_per_video,
-              input_context=ctx))
-      model.fit(stream, initial_epoch=epoch, epochs=epoch + num_epochs,
-                steps_per_epoch=steps, callbacks=run_callbacks, verbose=verbose,
-                shuffle=False)
-      step = int(optimizer.iterations.numpy())
+    step = _fit(state, settings, data, distribution, start_step,
+                run_callbacks)
   finally:
     # Also after a NaN stop: nothing of a non-chief worker stays behind.
-    checkpointing.remove_worker_directory(checkpoint_dir, distribution)
-  train_seconds = earlier["train_seconds"] + time.time() - start_time
-  final_logs = (logger.history[-1][1] if logger.history
-                else earlier["final_logs"])
-  summary = {"steps": step, "train_seconds": train_seconds,
-             "final_logs": final_logs,
-             "epoch_logs": earlier["epoch_logs"] + logger.epoch_history,
-             "history": logger.history}
+    checkpointing.remove_worker_directory(state.checkpoint_dir, distribution)
+  summary = _summary(step, earlier, logger, time.time() - start_time)
   if is_chief:
-    files.write_text(config_path, gin.operative_config_str())
+    files.write_text(os.path.join(model_dir, builder_args.CONFIG_FILE),
+                     gin.operative_config_str())
     files.write_json(
         os.path.join(model_dir, SUMMARY_FILE),
         {k: v for k, v in summary.items() if k != "history"})
   return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class _Data:
+  """The training data of a run and its size in steps."""
+
+  dataset: schema.DatasetInfo
+  num_data: int
+  preprocessing: preprocessing_lib.Preprocessing
+  steps_per_epoch: int
+  total_steps: int
+
+
+def _open_data(settings, distribution):
+  """Reads the dataset's metadata and the run's clip geometry."""
+  dataset = schema.DatasetInfo.load(settings.dataset_dir)
+  preprocessing = preprocessing_lib.clip_preprocessing(dataset)
+  _warn_if_crops_are_upsampled(dataset, preprocessing)
+  steps_per_epoch = pipeline.steps_per_epoch(
+      dataset, settings.batch_size, settings.clips_per_video,
+      num_input_pipelines=strategy_lib.num_input_pipelines(distribution))
+  total_steps = settings.epochs * steps_per_epoch
+  if settings.max_steps:
+    total_steps = min(total_steps, settings.max_steps)
+  return _Data(dataset, dataset.num_examples("train"), preprocessing,
+               steps_per_epoch, total_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class _State:
+  """The model, its optimizer and checkpoints, resumed or initialised."""
+
+  model: keras.Model
+  optimizer: keras.optimizers.Optimizer
+  checkpoint_dir: str
+  manager: tf.train.CheckpointManager
+  restored: Optional[str]
+
+
+def _build_state(model_dir, settings, data, distribution, init_from):
+  """Builds the model and optimizer (under the strategy's scope) and
+  restores the run's newest checkpoint, or starts from `init_from`."""
+  model = builders.build_av_model(num_data=data.num_data, seed=settings.seed)
+  _check_bn_groups(model,
+                   settings.batch_size // distribution.num_replicas_in_sync)
+  optimizer = optimizers.build_optimizer(
+      _learning_rate(settings.learning_rate, settings.lr_decay_epochs,
+                     settings.lr_decay_factor, data.steps_per_epoch))
+  model.compile(optimizer=optimizer, jit_compile=settings.jit_compile)
+  build_variables(model, data.preprocessing, optimizer)
+  if isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy):
+    _adapt_for_multi_worker(model)
+  checkpoint = checkpointing.make_checkpoint(model, optimizer)
+  checkpoint_dir = os.path.join(model_dir, CHECKPOINT_SUBDIR)
+  # Left over by a worker that crashed.
+  checkpointing.remove_worker_directory(checkpoint_dir, distribution)
+  # Every worker of a multi-worker run restores from the chief's folder;
+  # only the chief sets damaged checkpoints aside. The manager reads the
+  # checkpoint state after that.
+  restored = checkpointing.restore_newest(
+      checkpoint, checkpoint_dir, model,
+      set_aside_damaged=strategy_lib.is_chief(distribution))
+  manager = tf.train.CheckpointManager(
+      checkpoint, checkpointing.worker_directory(checkpoint_dir,
+                                                 distribution),
+      max_to_keep=settings.max_checkpoints)
+  if not restored and init_from:
+    initial = checkpointing.resolve_checkpoint(init_from, CHECKPOINT_SUBDIR)
+    checkpointing.initialize_from(model, initial)
+    print(f"Initialised from {initial} (weights, memory banks and "
+          f"{list(model.objective.inherited_state) or 'no'} objective "
+          "state); fresh optimizer.")
+  return _State(model, optimizer, checkpoint_dir, manager, restored)
+
+
+def _make_callbacks(model_dir, settings, data, state, distribution,
+                    extra_callbacks):
+  """The run's logger and every callback of `fit`, in order."""
+  is_chief = strategy_lib.is_chief(distribution)
+  log_dir = os.path.join(model_dir, "train") if is_chief else None
+  run = run_info.RunInfo(
+      model_dir=model_dir, num_data=data.num_data,
+      steps_per_epoch=data.steps_per_epoch, strategy=distribution,
+      is_chief=is_chief, log_dir=log_dir,
+      instance_labels=_instance_column(data.dataset, "label"),
+      instance_faulty=_instance_column(data.dataset, "faulty"),
+      dataset=data.dataset)
+  logger = callbacks_lib.ScalarLogger(log_dir, settings.log_every_steps)
+  # The objective's callbacks first: the logger, last, writes what they add
+  # to the epoch logs.
+  return logger, (
+      list(state.model.objective.callbacks(run)) + extra_callbacks + [
+          callbacks_lib.CheckpointAndGuard(state.manager,
+                                           settings.checkpoint_every_steps,
+                                           state.checkpoint_dir),
+          logger])
+
+
+def _write_run_files(model_dir, preprocessing):
+  """What a run folder holds before its first step: the operative config,
+  the builders' arguments and the preprocessing record."""
+  files.write_text(os.path.join(model_dir, builder_args.CONFIG_FILE),
+                   gin.operative_config_str())
+  builder_args.write(model_dir, builder_args.current())
+  preprocessing.write(model_dir)
+
+
+def _fit(state, settings, data, distribution, start_step, run_callbacks):
+  """Trains from `start_step` to the run's last step; returns the step."""
+  step = start_step
+  steps_per_epoch, total_steps = data.steps_per_epoch, data.total_steps
+  while step < total_steps:
+    # Whole epochs run in one `fit` that keeps the infinite input iterator;
+    # a partial epoch (resumed mid-epoch, or cut by max_steps) runs alone so
+    # epochs stay aligned with multiples of steps_per_epoch.
+    epoch = step // steps_per_epoch
+    if step % steps_per_epoch == 0 and total_steps - step >= steps_per_epoch:
+      num_epochs = (total_steps - step) // steps_per_epoch
+      steps = steps_per_epoch
+    else:
+      num_epochs = 1
+      steps = min(steps_per_epoch * (epoch + 1), total_steps) - step
+    stream = distribution.distribute_datasets_from_function(
+        lambda ctx, start=step: pipeline.make_train_dataset(
+            data.dataset, batch_size=settings.batch_size,
+            preprocessing=data.preprocessing, seed=settings.seed,
+            start_step=start, clips_per_video=settings.clips_per_video,
+            input_context=ctx))
+    state.model.fit(stream, initial_epoch=epoch, epochs=epoch + num_epochs,
+                    steps_per_epoch=steps, callbacks=run_callbacks,
+                    verbose=settings.verbose, shuffle=False)
+    step = int(state.optimizer.iterations.numpy())
+  return step
+
+
+def _summary(step, earlier, logger, seconds):
+  """The run's figures over every session (see `train`'s return value)."""
+  final_logs = (logger.history[-1][1] if logger.history
+                else earlier["final_logs"])
+  return {"steps": step, "train_seconds": earlier["train_seconds"] + seconds,
+          "final_logs": final_logs,
+          "epoch_logs": earlier["epoch_logs"] + logger.epoch_history,
+          "history": logger.history}
