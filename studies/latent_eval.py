@@ -10,7 +10,7 @@ whose faults and classes are known.
 import numpy as np
 from sklearn import linear_model
 
-from avid_tf.eval import linear_probe
+from avid_tf.eval import sklearn_probe
 from avid_tf.eval import retrieval
 from avid_tf.losses import robust_xid
 from avid_tf.memory import agreement
@@ -29,7 +29,7 @@ def _halves(values):
 def probe_accuracy(features, labels):
   """Top-1 of a logistic probe fit on the first half, tested on the second."""
   (train_x, test_x), (train_y, test_y) = _halves(features), _halves(labels)
-  return linear_probe.linear_probe_accuracy(train_x, train_y, test_x, test_y)
+  return sklearn_probe.linear_probe_accuracy(train_x, train_y, test_x, test_y)
 
 
 def latent_r2(features, latents):

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from avid_tf.eval import linear_probe
+from avid_tf.eval import sklearn_probe
 from studies import latent_data
 
 SMALL = latent_data.LatentDataConfig(num_train=600, num_test=400)
@@ -13,7 +13,7 @@ SMALL = latent_data.LatentDataConfig(num_train=600, num_test=400)
 
 def _probe(features, labels):
   half = len(labels) // 2
-  return linear_probe.linear_probe_accuracy(
+  return sklearn_probe.linear_probe_accuracy(
       features[:half], labels[:half], features[half:], labels[half:])
 
 
