@@ -19,6 +19,7 @@ import time
 
 import gin
 
+from avid_tf import errors
 from avid_tf.data import ingest
 from avid_tf.data import pipeline
 from avid_tf.data import preprocessing as preprocessing_lib
@@ -54,8 +55,9 @@ def _log(message):
 def stage_gin_file(method, stage=0):
   """The gin file of a method's stage (the first one by default)."""
   if method not in METHODS:
-    raise ValueError(f"Unknown quickstart method '{method}'; choose one of "
-                     f"{sorted(METHODS)}.")
+    raise errors.InvalidValueError(
+        f"Unknown quickstart method '{method}'; choose one of "
+        f"{sorted(METHODS)}.")
   return os.path.join(gin_utils.GIN_ROOT, METHODS[method][stage][1])
 
 
@@ -84,7 +86,7 @@ def prepare_dataset(work_dir, num_classes=10, videos_per_class=40,
       recorded = json.load(f)
     if recorded != settings:
       changed = sorted(k for k in settings if recorded.get(k) != settings[k])
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{work_dir} holds synthetic data made with other settings "
           f"({', '.join(changed)}); use another --work_dir.")
   files.write_json(settings_path, settings)

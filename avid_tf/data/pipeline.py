@@ -57,6 +57,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from avid_tf import errors
 from avid_tf.data import audio_ops
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
@@ -128,7 +129,7 @@ def _steps_per_epoch(split_info, batch_size, clips_per_video,
           split_info, num_input_pipelines, j).num_owned // per_pipeline_batch
       for j in range(num_input_pipelines))
   if steps < 1:
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"Split '{split_info.name}' has {split_info.num_examples} videos: "
         f"{clips_per_video} visits per video do not fill one batch of "
         f"{batch_size}; lower the batch size or raise clips_per_video.")
@@ -187,7 +188,7 @@ class _VisitPlan(_VideoOwnership):
                shuffle_window_bytes, shards_per_group):
     super().__init__(split_info, num_pipelines, pipeline_id)
     if self.num_owned == 0:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"Input pipeline {pipeline_id} of {num_pipelines} owns no videos: "
           f"the split has only {split_info.num_examples}.")
     self.num_pipelines = num_pipelines
@@ -319,7 +320,7 @@ class _ClipConfig:
 
   def __init__(self, dataset, preprocessing):
     if preprocessing.sample_rate != dataset.sample_rate:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"Dataset {dataset.directory} stores audio at "
           f"{dataset.sample_rate} Hz but the run's preprocessing expects "
           f"{preprocessing.sample_rate} Hz; ingest it with --sample_rate="
@@ -457,7 +458,8 @@ def _split_and_geometry(dataset, split, preprocessing):
   dataset = schema.as_dataset_info(dataset)
   split_info = dataset.split(split)
   if split_info.num_examples == 0:
-    raise ValueError(f"Split '{split}' of {dataset.directory} is empty.")
+    raise errors.InvalidValueError(
+        f"Split '{split}' of {dataset.directory} is empty.")
   if preprocessing is None:
     preprocessing = preprocessing_lib.clip_preprocessing(dataset)
   return dataset, split_info, _ClipConfig(dataset, preprocessing)
@@ -597,8 +599,9 @@ def _read_audio_folder_csv(audio_dir, labels_csv, folds):
     reader = csv.DictReader(f)
     missing = {"filename", "fold", "target"} - set(reader.fieldnames or ())
     if missing:
-      raise ValueError(f"{labels_csv} lacks column(s) {sorted(missing)} (the "
-                       "ESC-50 layout: filename,fold,target,...).")
+      raise errors.InvalidValueError(
+          f"{labels_csv} lacks column(s) {sorted(missing)} (the "
+          "ESC-50 layout: filename,fold,target,...).")
     rows = []
     for row in reader:
       fold = int(row["fold"])
@@ -607,13 +610,15 @@ def _read_audio_folder_csv(audio_dir, labels_csv, folds):
       path = os.path.join(audio_dir, row["filename"])
       file_format = _AUDIO_FORMATS.get(os.path.splitext(path)[1].lower())
       if file_format is None:
-        raise ValueError(f"{path}: unsupported audio file type (expected "
-                         f"{sorted(_AUDIO_FORMATS)}).")
+        raise errors.InvalidValueError(
+            f"{path}: unsupported audio file type (expected "
+            f"{sorted(_AUDIO_FORMATS)}).")
       if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} listed in {labels_csv} is missing.")
       rows.append((path, file_format, int(row["target"]), fold))
   if not rows:
-    raise ValueError(f"{labels_csv} lists no files for folds {folds}.")
+    raise errors.InvalidValueError(
+        f"{labels_csv} lists no files for folds {folds}.")
   return rows
 
 
@@ -622,7 +627,8 @@ def _audio_file_rate(path):
   try:
     return int(tfio.audio.AudioIOTensor(path).rate.numpy())
   except Exception as error:  # pylint: disable=broad-except
-    raise ValueError(f"{path}: cannot read the audio file ({error}).") from None
+    raise errors.InvalidValueError(
+        f"{path}: cannot read the audio file ({error}).") from None
 
 
 @gin.configurable

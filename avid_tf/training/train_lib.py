@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from avid_tf import errors
 from avid_tf.data import pipeline
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
@@ -72,7 +73,7 @@ def _check_bn_groups(model, per_replica_batch):
   for encoder in (model.video_encoder, model.audio_encoder):
     size = getattr(encoder, "bn_virtual_batch_size", None)
     if size and per_replica_batch % size:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"The per-replica batch of {per_replica_batch} clips is not a "
           f"multiple of build_encoders.bn_virtual_batch_size = {size}; "
           "choose train.batch_size and the device count to make it one.")
@@ -229,8 +230,9 @@ def train(model_dir,
       `build_encoders.bn_virtual_batch_size`.
   """
   if mixed_precision not in MIXED_PRECISION_POLICIES:
-    raise ValueError(f"mixed_precision must be one of "
-                     f"{MIXED_PRECISION_POLICIES}, got '{mixed_precision}'.")
+    raise errors.InvalidValueError(
+        f"mixed_precision must be one of "
+        f"{MIXED_PRECISION_POLICIES}, got '{mixed_precision}'.")
   keras.mixed_precision.set_global_policy(mixed_precision or "float32")
   # Makes weight initialisation (Keras' global seed) repeatable per seed.
   keras.utils.set_random_seed(seed)
