@@ -13,7 +13,7 @@ normalisation of the output one). The published head feeds
 all-positive features (ReLU, then max pooling) to plain Linear layers, so
 every gradient step moves all embeddings by nearly the same vector: at small
 scale the embeddings of all inputs then align within a few dozen steps (see
-the README, "Why the quickstart's heads use BatchNorm"). Normalising every
+docs/results.md, "Why the quickstart's heads use BatchNorm"). Normalising every
 layer over the batch removes that shared component.
 """
 
