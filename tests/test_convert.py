@@ -22,6 +22,7 @@ from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
 from avid_tf.training import trained_model
 from conftest import REPO
+from conftest import run_script
 from conftest import script_env
 
 TINY_GIN = os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")
@@ -260,8 +261,8 @@ def test_script_help_explains_every_flag_without_torch():
           f"runpy.run_path({SCRIPT!r}, run_name='__main__')\n")
   result = subprocess.run([sys.executable, "-c", code], env=script_env(),
                           capture_output=True, text=True, timeout=300)
-  # absl's --help exits with status 1.
-  assert "--model_dir:" in result.stdout, result.stderr[-2000:]
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "--model_dir:" in result.stdout
   for flag in ("checkpoint", "model_dir", "crop_size",
                "normalization_dataset_dir", "spectrogram_statistics",
                "overwrite", "verify"):
@@ -450,20 +451,15 @@ def test_script_writes_a_model_dir_that_export_accepts(official, tmp_path):
   model_dir = str(tmp_path / "model")
   stats = str(tmp_path / "stats.npz")
   np.savez(stats, mean=np.full(257, -30.0), std=np.full(257, 12.0))
-  command = [sys.executable, SCRIPT, f"--checkpoint={official['path']}",
+  command = [f"--checkpoint={official['path']}",
              f"--model_dir={model_dir}", "--crop_size=112",
              f"--spectrogram_statistics={stats}"]
-  result = subprocess.run(command, env=script_env(), capture_output=True,
-                          text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-2000:]
+  result = run_script("convert_pytorch_checkpoint.py", *command, check=True)
   assert json.loads(result.stdout)["partition"] == PARTITION
 
   export_dir = str(tmp_path / "export")
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "export.py"),
-       f"--model_dir={model_dir}", f"--export_dir={export_dir}"],
-      env=script_env(), capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-2000:]
+  run_script("export.py", f"--model_dir={model_dir}",
+             f"--export_dir={export_dir}", check=True)
   with open(os.path.join(export_dir, "video_encoder",
                          "avid_encoder.json")) as f:
     assert json.load(f)["preprocessing"]["crop_size"] == 112
@@ -471,8 +467,7 @@ def test_script_writes_a_model_dir_that_export_accepts(official, tmp_path):
                          "avid_encoder.json")) as f:
     assert json.load(f)["preprocessing"]["spectrogram_mean"][0] == -30.0
 
-  result = subprocess.run(command, env=script_env(), capture_output=True,
-                          text=True, timeout=600)
+  result = run_script("convert_pytorch_checkpoint.py", *command)
   assert result.returncode == 1
   last_line = result.stderr.strip().splitlines()[-1]
   assert last_line.startswith("Error:") and "--overwrite" in last_line

@@ -4,8 +4,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,7 +19,7 @@ from avid_tf.export import saved_model
 from avid_tf.training import gin_utils
 from avid_tf.training import trained_model
 from conftest import REPO
-from conftest import script_env
+from conftest import run_script
 
 # 4 frames of 32x32, one clip per video and epoch, batches of 4.
 TINY = dict(num_frames=4, crop_size=32, batch_size=4, clips_per_video=1,
@@ -301,16 +299,14 @@ def test_frozen_epochs_keep_the_backbone_and_a_rerun_resumes(
 def test_script_two_folds_from_an_export_and_a_rerun_skips_them(
     export_dir, tiny_dataset_dir, split_csv_dir, tmp_path, monkeypatch):
   output_dir = str(tmp_path / "out")
-  command = [sys.executable, os.path.join(REPO, "scripts", "finetune.py"),
-             f"--init={export_dir}", f"--dataset_dir={tiny_dataset_dir}",
+  command = [f"--init={export_dir}", f"--dataset_dir={tiny_dataset_dir}",
              f"--split_csv_dir={split_csv_dir}", "--folds=1,2",
              f"--output_dir={output_dir}",
              f"--gin_file={os.path.join(REPO, 'gin/eval/ucf101_8f.gin')}",
              "--gin_bindings=finetune.epochs = 1",
              "--gin_bindings=finetune.frozen_epochs = 0"]
   command += [f"--gin_bindings={b}" for b in TINY_BINDINGS]
-  subprocess.run(command, env=script_env(), check=True, capture_output=True,
-                 timeout=600)
+  run_script("finetune.py", *command, check=True)
   with open(os.path.join(output_dir, finetune.SUMMARY_FILE)) as f:
     summary = json.load(f)
   assert set(summary["folds"]) == {"1", "2"}
@@ -333,11 +329,9 @@ def test_script_two_folds_from_an_export_and_a_rerun_skips_them(
 
 
 def test_script_reports_a_bad_init_in_one_line(tiny_dataset_dir, tmp_path):
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "finetune.py"),
-       f"--init={tmp_path}", f"--dataset_dir={tiny_dataset_dir}",
-       f"--output_dir={tmp_path / 'out'}"],
-      env=script_env(), capture_output=True, text=True, timeout=300)
+  result = run_script("finetune.py", f"--init={tmp_path}",
+                      f"--dataset_dir={tiny_dataset_dir}",
+                      f"--output_dir={tmp_path / 'out'}")
   assert result.returncode == 1
   lines = result.stderr.strip().splitlines()
   assert lines[-1].startswith("Error: ") and "neither" in lines[-1]

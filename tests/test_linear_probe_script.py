@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import wave
 
 import numpy as np
@@ -12,11 +10,9 @@ import pytest
 from avid_tf import errors
 from avid_tf.data import schema
 from avid_tf.eval import probe_runner
-from conftest import REPO
-from conftest import script_env
+from conftest import run_script
 from conftest import write_tiny_dataset
 
-SCRIPT = os.path.join(REPO, "scripts", "linear_probe.py")
 RATE = 24000
 
 
@@ -44,9 +40,7 @@ def esc_folder(tmp_path_factory):
 
 
 def _script(*flags):
-  return subprocess.run([sys.executable, SCRIPT, *flags], env=script_env(),
-                        capture_output=True, text=True, timeout=300,
-                        check=False)
+  return run_script("linear_probe.py", *flags)
 
 
 def _report(output_dir):

@@ -3,8 +3,6 @@
 import glob
 import os
 import shutil
-import subprocess
-import sys
 
 import gin
 import keras
@@ -21,8 +19,7 @@ from avid_tf.training import checkpointing
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
 from avid_tf.training import trained_model
-from conftest import REPO
-from conftest import script_env
+from conftest import run_script
 
 TINY_GIN = os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")
 
@@ -412,11 +409,8 @@ def test_cma_from_scratch_is_a_clear_error(tmp_path, tiny_dataset_dir):
 ])
 def test_train_script_reports_mistakes_in_one_line(tmp_path, arguments,
                                                    message):
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "train.py"),
-       f"--gin_file={TINY_GIN}", f"--model_dir={tmp_path / 'run'}",
-       *arguments], env=script_env(), capture_output=True, text=True,
-      timeout=300, check=False)
+  result = run_script("train.py", f"--gin_file={TINY_GIN}",
+                      f"--model_dir={tmp_path / 'run'}", *arguments)
   assert result.returncode == 1
   lines = result.stderr.strip().splitlines()
   assert "Traceback" not in result.stderr
@@ -424,9 +418,7 @@ def test_train_script_reports_mistakes_in_one_line(tmp_path, arguments,
 
 
 def test_debug_flag_keeps_the_traceback(tmp_path):
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "train.py"),
-       f"--gin_file={TINY_GIN}", f"--model_dir={tmp_path / 'run'}",
-       "--gin_bindings=trian.epochs = 2", "--debug"], env=script_env(),
-      capture_output=True, text=True, timeout=300, check=False)
+  result = run_script("train.py", f"--gin_file={TINY_GIN}",
+                      f"--model_dir={tmp_path / 'run'}",
+                      "--gin_bindings=trian.epochs = 2", "--debug")
   assert result.returncode != 0 and "Traceback" in result.stderr
