@@ -27,6 +27,7 @@ def test_bytes_follow_the_shapes():
     assert 2 * value == float32[key], key
 
 
+@pytest.mark.slow
 def test_tiny_run_reports_every_operation():
   result = memory_bank.benchmark_memory_bank(
       num_data=40, dim=8, num_negatives=6, batch_size=8, replicas=2,

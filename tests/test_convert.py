@@ -272,6 +272,7 @@ def test_script_help_explains_every_flag_without_torch():
 # With PyTorch: the reference architecture, parity and the whole route.
 
 
+@pytest.mark.slow
 def test_reference_has_the_official_keys_and_sizes(torch):
   from avid_tf.convert import torch_reference  # pylint: disable=g-import-not-at-top
   for depth, video_parameters in ((10, 7_015_616), (18, 15_379_136)):
@@ -288,6 +289,7 @@ def test_reference_has_the_official_keys_and_sizes(torch):
       layout.Architecture(18, 1.0, 512, 2, 128))
 
 
+@pytest.mark.slow
 def test_a_full_size_avid_cma_checkpoint_converts(torch, tmp_path):
   """R(2+1)D-18 at the published widths, as AVID+CMA saves it (positive
   sets, Z of shape [1]), on the official inputs (8 x 224 x 224, 2 s)."""
@@ -364,6 +366,7 @@ def converted(official, tmp_path_factory, tiny_dataset_dir):
   return {"model_dir": model_dir, "summary": summary}
 
 
+@pytest.mark.slow
 def test_features_agree_with_pytorch(torch, official, converted):
   model = trained_model.load_trained_model(converted["model_dir"])
   rng = np.random.default_rng(5)
@@ -431,6 +434,7 @@ class _InitialState(keras.callbacks.Callback):
       self.partition = float(self.model.objective.partition.numpy())
 
 
+@pytest.mark.slow
 def test_a_cma_stage_starts_from_the_converted_model(
     official, converted, tiny_dataset_dir, tmp_path):
   gin_utils.parse_gin([TINY_GIN], [
@@ -447,6 +451,7 @@ def test_a_cma_stage_starts_from_the_converted_model(
   assert recorder.partition == PARTITION
 
 
+@pytest.mark.slow
 def test_script_writes_a_model_dir_that_export_accepts(official, tmp_path):
   model_dir = str(tmp_path / "model")
   stats = str(tmp_path / "stats.npz")

@@ -395,6 +395,7 @@ def _unsynchronized_copy(encoder, inputs):
   return reference
 
 
+@pytest.mark.slow
 def test_real_encoders_round_trip(real_exported):
   encoders, paths = real_exported
   cases = {"video": [_random((2, 2, 16, 16, 3), 72),
@@ -424,6 +425,7 @@ def test_real_encoders_round_trip(real_exported):
                                  rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_encoders_with_virtual_batches_export_for_any_batch(tmp_path):
   """Exported training endpoints normalise over the whole call's batch."""
   encoders = {
@@ -454,6 +456,7 @@ def test_encoders_with_virtual_batches_export_for_any_batch(tmp_path):
                                expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_finetune_real_video_encoder(real_exported):
   _, paths = real_exported
   layer = saved_model.load_encoder_layer(paths["video"])

@@ -186,6 +186,7 @@ def _labels_in_record_order(directory):
           for e in examples]
 
 
+@pytest.mark.slow
 def test_records_are_written_in_a_seeded_random_order(class_sorted_datasets):
   shuffled = _labels_in_record_order(class_sorted_datasets[0])
   in_order = _labels_in_record_order(class_sorted_datasets[None])
@@ -525,6 +526,7 @@ def test_csv_beside_its_videos_folder_ingests_with_either_video_dir(
                        clean_directory, ignore=("video_dir", "labels_csv"))
 
 
+@pytest.mark.slow
 def test_parallel_workers_match_single_process(labelled_inputs, clean_dataset,
                                                tmp_path):
   video_dir, labels_csv = labelled_inputs

@@ -48,6 +48,7 @@ def _report(output_dir):
     return json.load(f)
 
 
+@pytest.mark.slow
 def test_video_probe_writes_per_stage_top1(tiny_run_dir, tiny_dataset_dir,
                                            tmp_path):
   output_dir = str(tmp_path / "video")
@@ -67,6 +68,7 @@ def test_video_probe_writes_per_stage_top1(tiny_run_dir, tiny_dataset_dir,
   assert os.listdir(os.path.join(output_dir, "tensorboard"))
 
 
+@pytest.mark.slow
 def test_audio_probe_cross_validates_an_esc50_folder(tiny_run_dir, esc_folder,
                                                      tmp_path):
   output_dir = str(tmp_path / "audio")

@@ -144,6 +144,7 @@ def _checkpoint_banks(path):
   return banks
 
 
+@pytest.mark.slow
 def test_banks_match_a_mirrored_run_of_the_same_global_batches(
     cluster, tmp_path, tiny_dataset_dir, monkeypatch):
   # Runs while the workers train.

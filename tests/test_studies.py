@@ -171,6 +171,7 @@ def test_positive_set_precisions_of_a_trained_run(tiny_run_dir,
   assert precisions["video"]["3"] == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_avid_study_reports_every_variant_with_its_terms(tmp_path,
                                                         monkeypatch):
   # Real training; the evaluation (run by the other studies' tests) is

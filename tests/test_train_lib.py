@@ -38,6 +38,7 @@ def _bank_values(model_dir):
           if name.startswith("model/") and "bank" in name}
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoints_config_and_events(tmp_path,
                                                     tiny_dataset_dir):
   summary = _train(tmp_path, tiny_dataset_dir, "train.epochs = 2")
@@ -58,6 +59,7 @@ def test_train_writes_checkpoints_config_and_events(tmp_path,
   assert logs["partition"] > 0
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_at_the_right_step(tmp_path,
                                                    tiny_dataset_dir):
   straight = tmp_path / "straight"
@@ -75,6 +77,7 @@ def test_interrupted_run_resumes_at_the_right_step(tmp_path,
     np.testing.assert_allclose(actual[name], value, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_resume_with_another_dataset_size_fails_clearly(tmp_path,
                                                         tiny_dataset_dir):
   _train(tmp_path / "run", tiny_dataset_dir, "train.max_steps = 1")
@@ -84,6 +87,7 @@ def test_resume_with_another_dataset_size_fails_clearly(tmp_path,
     _train(tmp_path / "run", other, "train.max_steps = 1")
 
 
+@pytest.mark.slow
 def test_resume_with_another_architecture_fails_clearly(tmp_path,
                                                         tiny_dataset_dir):
   _train(tmp_path / "run", tiny_dataset_dir, "train.max_steps = 1")
@@ -93,6 +97,7 @@ def test_resume_with_another_architecture_fails_clearly(tmp_path,
            "build_encoders.width_multiplier = 0.25")
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path,
                                                        tiny_dataset_dir,
                                                        monkeypatch):
@@ -126,6 +131,7 @@ def _warnings(caplog, phrase):
           if r.levelname == "WARNING" and phrase in r.getMessage()]
 
 
+@pytest.mark.slow
 def test_damaged_newest_checkpoint_resumes_from_the_previous_one(
     tmp_path, tiny_dataset_dir, caplog):
   straight = tmp_path / "straight"
@@ -166,6 +172,7 @@ def test_damaged_newest_checkpoint_resumes_from_the_previous_one(
   assert not _warnings(caplog, "is damaged")
 
 
+@pytest.mark.slow
 def test_readers_of_a_run_skip_a_damaged_checkpoint_and_leave_it(
     tmp_path, tiny_dataset_dir, avid_run, caplog):
   run = tmp_path / "run"
@@ -202,6 +209,7 @@ def test_readers_of_a_run_skip_a_damaged_checkpoint_and_leave_it(
   assert sorted(os.listdir(checkpoints)) == listing
 
 
+@pytest.mark.slow
 def test_crop_larger_than_the_stored_frames_warns_once(
     tmp_path, tiny_dataset_dir, caplog):
   _train(tmp_path, tiny_dataset_dir, "train.max_steps = 1",
@@ -295,6 +303,7 @@ class _FirstStepState(keras.callbacks.Callback):
     }
 
 
+@pytest.mark.slow
 def test_init_from_copies_weights_banks_and_z_with_a_fresh_optimizer(
     tmp_path, tiny_dataset_dir, avid_run):
   recorder = _FirstStepState()
@@ -320,6 +329,7 @@ def test_init_from_copies_weights_banks_and_z_with_a_fresh_optimizer(
   assert precision["positive_set_precision_chance"] == pytest.approx(0.2)
 
 
+@pytest.mark.slow
 def test_cma_stage_resumes_exactly_with_its_positive_sets(
     tmp_path, tiny_dataset_dir, avid_run):
   bindings = [f"train.dataset_dir = '{tiny_dataset_dir}'", "train.epochs = 2",
@@ -360,6 +370,7 @@ def test_cma_stage_resumes_exactly_with_its_positive_sets(
     np.testing.assert_allclose(actual[name], value, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_init_from_another_dataset_size_or_architecture_fails_clearly(
     tmp_path, tiny_dataset_dir, avid_run):
   from conftest import write_tiny_dataset  # pylint: disable=g-import-not-at-top
@@ -380,6 +391,7 @@ def test_init_from_another_dataset_size_or_architecture_fails_clearly(
                     init_from=str(tmp_path / "no_such_run"))
 
 
+@pytest.mark.slow
 def test_init_from_a_run_without_the_inherited_state_fails_clearly(
     tmp_path, tiny_dataset_dir):
   gin_utils.parse_gin([TINY_GIN], [
@@ -394,6 +406,7 @@ def test_init_from_a_run_without_the_inherited_state_fails_clearly(
     train_lib.train(str(tmp_path / "cma"), init_from=str(tmp_path / "xid"))
 
 
+@pytest.mark.slow
 def test_cma_from_scratch_is_a_clear_error(tmp_path, tiny_dataset_dir):
   gin_utils.parse_gin([TINY_GIN], [f"train.dataset_dir = '{tiny_dataset_dir}'",
                                    "train.max_steps = 1", *CMA_BINDINGS])
