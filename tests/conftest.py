@@ -164,8 +164,12 @@ def run_script(name, *arguments, check=False):
   import io  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   import traceback  # pylint: disable=g-import-not-at-top
+  from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from avid_tf import cli  # pylint: disable=g-import-not-at-top,unused-import
+  from avid_tf import cli  # pylint: disable=g-import-not-at-top
+  # absl defines --help and its kin on its first run; they must outlive
+  # this one.
+  app.define_help_flags()
   path = os.path.join(REPO, "scripts", name)
   known_flags = set(flags.FLAGS)
   known_modules = set(sys.modules)

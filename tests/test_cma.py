@@ -263,6 +263,7 @@ def _precision(sets, labels):
                   for i in np.flatnonzero(known)])
 
 
+@pytest.mark.slow
 def test_refresh_recomputes_sets_at_train_begin_and_every_period():
   data = _batches()
   # Small tiles: the search is exact for any tiling.
