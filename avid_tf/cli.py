@@ -1,19 +1,22 @@
-r"""Shared start-up of the command-line scripts.
+"""Shared start-up of the command-line scripts.
 
 Import this module before anything that imports TensorFlow: it hides
 TensorFlow's C++ start-up chatter below FATAL (unless TF_CPP_MIN_LOG_LEVEL
 is set) and keeps library INFO logs off the console unless --verbosity asks
-for them. A user's mistake is reported as one line on stderr with exit
-status 1; --debug shows the traceback instead. A user's mistake is an
-`avid_tf.errors.UserError` (gin configuration errors and the library's
-invalid values included) or a missing, existing or unreadable path. Every
-other exception is a bug and keeps its traceback. `--help` exits 0.
+for them. A user's mistake, an `avid_tf.errors.UserError` (gin
+configuration errors and the library's invalid values included) or a
+missing, existing or unreadable path, is reported as one line on stderr
+with exit status 1; --debug shows the traceback instead. Every other
+exception, a plain ValueError included, is a bug and keeps its traceback.
+`--help` exits 0.
 """
 
 import os
 
 # 3 = FATAL only: hides the "Unable to register cuFFT/cuDNN/cuBLAS factory"
-# errors and the INFO/WARNING lines a CPU-only start prints.
+# errors and the INFO/WARNING lines a CPU-only start prints. XLA's "I0000"
+# lines (printed once, when the input pipeline's XLA ops first compile) come
+# from absl's C++ logging, which this variable does not reach.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import sys  # pylint: disable=g-import-not-at-top,wrong-import-order
