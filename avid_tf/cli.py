@@ -1,16 +1,23 @@
 """Shared start-up of the command-line scripts.
 
 Import this module before anything that imports TensorFlow: it hides
-TensorFlow's C++ start-up chatter (unless TF_CPP_MIN_LOG_LEVEL is set) and
-keeps library INFO logs off the console unless --verbosity asks for them.
-A user's mistake (a bad path, gin binding or checkpoint, a NaN stop) is
-reported as one line on stderr with exit status 1; --debug shows the
-traceback instead.
+TensorFlow's C++ start-up chatter below FATAL (unless TF_CPP_MIN_LOG_LEVEL
+is set) and keeps library INFO logs off the console unless --verbosity asks
+for them. A user's mistake, an `avid_tf.errors.UserError` (gin
+configuration errors and the library's invalid values included) or a
+missing, existing or unreadable path, is reported as one line on stderr
+with exit status 1; --debug shows the traceback instead. Every other
+exception, a plain ValueError included, is a bug and keeps its traceback.
+`--help` exits 0.
 """
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# 3 = FATAL only: hides the "Unable to register cuFFT/cuDNN/cuBLAS factory"
+# errors and the INFO/WARNING lines a CPU-only start prints. XLA's "I0000"
+# lines (printed once, when the input pipeline's XLA ops first compile) come
+# from absl's C++ logging, which this variable does not reach.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import sys  # pylint: disable=g-import-not-at-top,wrong-import-order
 
@@ -27,13 +34,29 @@ _DEBUG = flags.DEFINE_bool(
 # Raised for paths, settings and inputs the user gave; anything else is a
 # bug and keeps its traceback.
 USER_ERRORS = (errors.UserError, FileNotFoundError, FileExistsError,
-               NotADirectoryError, ValueError)
+               NotADirectoryError, IsADirectoryError, PermissionError)
+
+# absl's help flags, which print the usage and exit.
+_HELP_FLAGS = frozenset(f"{dashes}{name}" for dashes in ("-", "--")
+                        for name in ("help", "helpshort", "helpfull",
+                                     "helpxml", "?"))
 
 
 def error_message(error):
   """The one-line form of an error (gin appends the configurable's name)."""
   lines = str(error).strip().splitlines()
   return lines[0] if lines else type(error).__name__
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, except that asking for help exits with status 0."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except SystemExit as exit_request:
+    arguments = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    if exit_request.code == 1 and _HELP_FLAGS.intersection(arguments):
+      sys.exit(0)
+    raise
 
 
 def run(main):
@@ -51,4 +74,4 @@ def run(main):
             file=sys.stderr)
       sys.exit(1)
 
-  app.run(main_with_quiet_logs)
+  app.run(main_with_quiet_logs, flags_parser=_parse_flags)

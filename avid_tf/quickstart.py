@@ -21,6 +21,7 @@ import time
 import gin
 
 from avid_tf import runs
+from avid_tf import errors
 from avid_tf.data import ingest
 from avid_tf.data import schema
 from avid_tf.data import synthetic
@@ -52,8 +53,9 @@ def _log(message):
 def stage_gin_file(method, stage=0):
   """The gin file of a method's stage (the first one by default)."""
   if method not in METHODS:
-    raise ValueError(f"Unknown quickstart method '{method}'; choose one of "
-                     f"{sorted(METHODS)}.")
+    raise errors.InvalidValueError(
+        f"Unknown quickstart method '{method}'; choose one of "
+        f"{sorted(METHODS)}.")
   return os.path.join(gin_utils.GIN_ROOT, METHODS[method][stage][1])
 
 
@@ -82,7 +84,7 @@ def prepare_dataset(work_dir, num_classes=10, videos_per_class=40,
       recorded = json.load(f)
     if recorded != settings:
       changed = sorted(k for k in settings if recorded.get(k) != settings[k])
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{work_dir} holds synthetic data made with other settings "
           f"({', '.join(changed)}); use another --work_dir.")
   files.write_json(settings_path, settings)
@@ -227,7 +229,7 @@ def run_quickstart(work_dir, method="avid", gin_files=(), gin_bindings=(),
 
 
 def _check_arguments(**values):
-  """Raises checks.BadValueError naming the run_quickstart binding of a
+  """Raises errors.InvalidValueError naming the run_quickstart binding of a
   value of the wrong type or out of range."""
   names = {key: f"run_quickstart.{key}" for key in values}
   checks.integer(names["num_classes"], values["num_classes"], minimum=2)

@@ -40,6 +40,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from avid_tf import errors
 from benchmarks import cma_search
 from avid_tf.losses import avid
 from avid_tf.losses import nce
@@ -137,17 +138,21 @@ def benchmark_memory_bank(num_data=232067, dim=128, num_negatives=1024,
       multiple of replicas, or another non-positive size.
   """
   if min(dim, num_negatives, batch_size, replicas, steps) < 1:
-    raise ValueError("dim, num_negatives, batch_size, replicas and steps "
-                     "must be >= 1")
+    raise errors.InvalidValueError(
+        "dim, num_negatives, batch_size, replicas and steps "
+        "must be >= 1")
   if num_data < 2:
-    raise ValueError(f"num_data must be >= 2 (negatives exclude the anchor),"
-                     f" got {num_data}")
+    raise errors.InvalidValueError(
+        f"num_data must be >= 2 (negatives exclude the anchor),"
+        f" got {num_data}")
   if batch_size > num_data:
-    raise ValueError(f"batch_size {batch_size} exceeds num_data {num_data}: "
-                     "a batch holds distinct videos")
+    raise errors.InvalidValueError(
+        f"batch_size {batch_size} exceeds num_data {num_data}: "
+        "a batch holds distinct videos")
   if batch_size % replicas:
-    raise ValueError(f"batch_size {batch_size} does not split over "
-                     f"{replicas} replicas")
+    raise errors.InvalidValueError(
+        f"batch_size {batch_size} does not split over "
+        f"{replicas} replicas")
   load_before = os.getloadavg()[0]
   rng = np.random.default_rng(seed)
   banks = {

@@ -100,7 +100,7 @@ def alternate_pairs(tensorflow_command, pytorch_command, pairs=3,
     RuntimeError: when a run fails.
   """
   if pairs < 1:
-    raise ValueError(f"pairs must be >= 1, got {pairs}")
+    raise errors.InvalidValueError(f"pairs must be >= 1, got {pairs}")
   tensorflow_runs, pytorch_runs, loads = [], [], []
   with tqdm.tqdm(total=2 * pairs, desc="alternated runs", unit="run",
                  disable=not show_progress) as bar:

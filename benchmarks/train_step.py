@@ -32,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from avid_tf import errors
 from avid_tf.data import audio_ops
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.models import builders
@@ -190,18 +191,21 @@ def benchmark_train_step(batch_size=8, num_frames=8, crop_size=112,
     gin_utils.GinConfigError: for a missing gin file or a bad binding.
   """
   if mixed_precision not in MIXED_PRECISION_POLICIES:
-    raise ValueError(f"mixed_precision must be one of "
-                     f"{MIXED_PRECISION_POLICIES}, got '{mixed_precision}'")
+    raise errors.InvalidValueError(
+        f"mixed_precision must be one of "
+        f"{MIXED_PRECISION_POLICIES}, got '{mixed_precision}'")
   if strategy not in STRATEGIES:
-    raise ValueError(f"strategy must be one of {STRATEGIES}, got "
-                     f"'{strategy}'")
+    raise errors.InvalidValueError(f"strategy must be one of {STRATEGIES}, got "
+                                   f"'{strategy}'")
   if min(batch_size, num_frames, crop_size, num_data, steps,
          warmup_steps) < 1 or audio_seconds <= 0:
-    raise ValueError("batch_size, num_frames, crop_size, num_data, steps "
-                     "and warmup_steps must be >= 1 and audio_seconds > 0")
+    raise errors.InvalidValueError(
+        "batch_size, num_frames, crop_size, num_data, steps "
+        "and warmup_steps must be >= 1 and audio_seconds > 0")
   if num_data < 2:
-    raise ValueError(f"num_data must be >= 2 (negatives exclude the anchor),"
-                     f" got {num_data}")
+    raise errors.InvalidValueError(
+        f"num_data must be >= 2 (negatives exclude the anchor),"
+        f" got {num_data}")
   preprocessing = clip_geometry(num_frames, crop_size, audio_seconds)
 
   if not tf.config.list_physical_devices("GPU") and not onednn_enabled():
@@ -215,14 +219,14 @@ def benchmark_train_step(batch_size=8, num_frames=8, crop_size=112,
     keras.utils.set_random_seed(seed)
     distribution = strategy_lib.get_strategy(strategy)
     if jit_compile and distribution.num_replicas_in_sync > 1:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"jit_compile=True with strategy={strategy!r} on "
           f"{distribution.num_replicas_in_sync} replicas: Keras XLA-compiles "
           "the whole strategy.run, which fails on several devices ('Trying "
           "to access resource ... located in device'); use strategy="
           "'default' (one device) for XLA figures")
     if batch_size % distribution.num_replicas_in_sync:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"batch_size {batch_size} does not split over "
           f"{distribution.num_replicas_in_sync} replicas")
     with distribution.scope():

@@ -1,4 +1,4 @@
-"""The AVID ablation on the synthetic dataset: Self, Cross and Joint.
+r"""The AVID ablation on the synthetic dataset: Self, Cross and Joint.
 
 Trains Self-, Cross- and Joint-AVID with the quickstart's recipe and the
 same number of steps on the same synthetic set, once per --seed, evaluates

@@ -1,4 +1,4 @@
-"""Benchmarks a part of avid_tf and prints one JSON line of measurements.
+r"""Benchmarks a part of avid_tf and prints one JSON line of measurements.
 
 Example:
   python scripts/benchmark.py --what=input_pipeline

@@ -1,4 +1,4 @@
-"""Exports the video and audio encoders of a pretraining run as SavedModels.
+r"""Exports the video and audio encoders of a pretraining run as SavedModels.
 
 Example:
   python scripts/export.py --model_dir=/runs/avid_kinetics \

@@ -1,4 +1,4 @@
-"""Extracts frozen video and/or audio features of a dataset split to shards.
+r"""Extracts frozen video and/or audio features of a dataset split to shards.
 
 Example:
   python scripts/extract_features.py --model_dir=/runs/avid_kinetics \

@@ -1,4 +1,4 @@
-"""Fine-tunes a pretrained video encoder on UCF-101 / HMDB-51 style datasets.
+r"""Fine-tunes a pretrained video encoder on UCF-101 / HMDB-51 style datasets.
 
 Example (the three official UCF-101 splits, 8 frames):
   python scripts/finetune.py --gin_file=gin/eval/ucf101_8f.gin \

@@ -1,4 +1,4 @@
-"""Linear probes of a pretrained (or randomly initialised) run's encoders.
+r"""Linear probes of a pretrained (or randomly initialised) run's encoders.
 
 Video: one classifier per stage conv2x..conv5x of the frozen video encoder,
 trained on an ingested dataset's train split and tested with the softmax
@@ -26,6 +26,7 @@ import os
 from absl import flags
 
 from avid_tf import cli
+from avid_tf import errors
 from avid_tf.eval import audio_probe
 from avid_tf.eval import sklearn_probe
 from avid_tf.eval import probe_runner
@@ -100,7 +101,7 @@ def main(argv):
   os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   if _MODALITY.value == "video":
     if _DATASET_DIR.value is None:
-      raise ValueError("The video probe needs --dataset_dir.")
+      raise errors.InvalidValueError("The video probe needs --dataset_dir.")
     report = probe_runner.video_probe(_MODEL_DIR.value, _DATASET_DIR.value,
                                       _OUTPUT_DIR.value, **common)
   else:

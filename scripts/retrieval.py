@@ -1,4 +1,4 @@
-"""Cross-modal and within-modal retrieval figures of video/audio features.
+r"""Cross-modal and within-modal retrieval figures of video/audio features.
 
 Examples:
   # From the output of extract_features.py (both modalities):

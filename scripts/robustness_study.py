@@ -1,4 +1,4 @@
-"""The Robust xID study: faulty positives injected at known rates.
+r"""The Robust xID study: faulty positives injected at known rates.
 
 For each --faulty_positive_rate a synthetic dataset is made in which that
 fraction of the videos has the audio of another class; every Robust xID

@@ -1,4 +1,4 @@
-"""Pretrains an audio-visual model (AVID, AVID+CMA, Robust xID) from gin files.
+r"""Pretrains an audio-visual model (AVID, AVID+CMA, Robust xID) from gin files.
 
 Example:
   python scripts/train.py --gin_file=gin/avid/kinetics_cross.gin \

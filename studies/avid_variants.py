@@ -14,6 +14,7 @@ import json
 import os
 import time
 
+from avid_tf import errors
 from avid_tf import quickstart
 from avid_tf.training import train_lib
 from avid_tf.utils import files
@@ -35,8 +36,9 @@ RANDOM_INIT = "random init"
 def variant_bindings(variant):
   """The gin bindings that make the quickstart's recipe `variant`."""
   if variant not in VARIANTS:
-    raise ValueError(f"Unknown AVID variant '{variant}'; choose from "
-                     f"{list(VARIANTS)}.")
+    raise errors.InvalidValueError(
+        f"Unknown AVID variant '{variant}'; choose from "
+        f"{list(VARIANTS)}.")
   cross, within = VARIANTS[variant]
   return [f"build_avid_objective.cross_modal_weight = {cross}",
           f"build_avid_objective.within_modal_weight = {within}"]
@@ -80,7 +82,8 @@ def run_avid_study(work_dir, variants=tuple(VARIANTS), seeds=(0,),
   start = time.time()
   variants, seeds = list(variants), list(seeds)
   if not variants or not seeds:
-    raise ValueError("The AVID study needs at least one variant and seed.")
+    raise errors.InvalidValueError(
+        "The AVID study needs at least one variant and seed.")
   for variant in variants:
     variant_bindings(variant)  # Fails early for an unknown name.
   dataset_dir = quickstart.prepare_dataset(work_dir,

@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from avid_tf import errors
 from avid_tf.data import schema
 from avid_tf.eval import frozen_evaluation
 from avid_tf.eval import plots
@@ -133,5 +134,6 @@ def dataset_labels(dataset_dir):
   labels = schema.DatasetInfo.load(dataset_dir).instance_column("train",
                                                                 "label")
   if labels is None:
-    raise ValueError(f"{dataset_dir} records no labels per memory row.")
+    raise errors.InvalidValueError(
+        f"{dataset_dir} records no labels per memory row.")
   return labels

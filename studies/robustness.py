@@ -12,6 +12,7 @@ as well as plain xID, the more so as the rate grows.
 
 import os
 
+from avid_tf import errors
 from avid_tf import quickstart
 from avid_tf.training import gin_utils
 from avid_tf.utils import files
@@ -51,8 +52,9 @@ def run_robustness_study(work_dir, faulty_positive_rates=(0.0, 0.5),
   """
   for variant in variants:
     if not os.path.isfile(_variant_gin(variant)):
-      raise ValueError(f"Unknown Robust xID variant '{variant}': no "
-                       f"{_variant_gin(variant)}; choose from {VARIANTS}.")
+      raise errors.InvalidValueError(
+          f"Unknown Robust xID variant '{variant}': no "
+          f"{_variant_gin(variant)}; choose from {VARIANTS}.")
   base_gin = quickstart.stage_gin_file("robust_xid")
   bindings = list(gin_bindings) + [f"train.epochs = {int(epochs)}"]
   study = {"settings": {"faulty_positive_rates": list(faulty_positive_rates),

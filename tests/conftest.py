@@ -137,3 +137,77 @@ def tiny_run_dir(tmp_path_factory, tiny_dataset_dir):
       [f"train.dataset_dir = '{tiny_dataset_dir}'", "train.max_steps = 2"])
   train_lib.train(model_dir)
   return model_dir
+
+
+class ScriptResult:
+  """What a script run in-process returned: like subprocess.CompletedProcess."""
+
+  def __init__(self, returncode, stdout, stderr):
+    self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_script(name, *arguments, check=False):
+  """Runs `scripts/<name>` in this process, as `python scripts/<name> ...`.
+
+  The script is loaded as a fresh module and run through `cli.run`, so its
+  flags are parsed, user errors become one line on stderr and exit status 1,
+  and any other exception is reported with its traceback and status 1.
+  Flags the script (or a module it imported first) defined are removed
+  afterwards, and every flag is reset, so scripts that define the same flag
+  names run one after the other in one process.
+
+  Returns:
+    A ScriptResult with the exit status and the captured stdout and stderr.
+  """
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import io  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import traceback  # pylint: disable=g-import-not-at-top
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from avid_tf import cli  # pylint: disable=g-import-not-at-top
+  # absl defines --help and its kin on its first run; they must outlive
+  # this one.
+  app.define_help_flags()
+  path = os.path.join(REPO, "scripts", name)
+  known_flags = set(flags.FLAGS)
+  known_modules = set(sys.modules)
+  saved_argv = sys.argv
+  stdout, stderr = io.StringIO(), io.StringIO()
+  returncode = 0
+  try:
+    sys.argv = [path, *arguments]
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+      spec = importlib.util.spec_from_file_location(
+          "script_" + name.replace(".py", ""), path)
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      try:
+        cli.run(module.main)
+      except SystemExit as exit_request:
+        code = exit_request.code
+        returncode = code if isinstance(code, int) else int(code is not None)
+      except Exception:  # pylint: disable=broad-except
+        if check:
+          raise
+        traceback.print_exc()
+        returncode = 1
+  finally:
+    sys.argv = saved_argv
+    flags.FLAGS.unparse_flags()
+    new_flags = set(flags.FLAGS) - known_flags
+    # A library module that defined flags (the studies' shared flags) is
+    # forgotten too, so the next script that imports it defines them again.
+    for module_name, module_flags in flags.FLAGS.flags_by_module_dict().items():
+      if module_name in sys.modules and module_name not in known_modules and (
+          {f.name for f in module_flags} & new_flags):
+        del sys.modules[module_name]
+    for flag_name in new_flags:
+      if flag_name in flags.FLAGS:  # Not yet gone with its long name.
+        delattr(flags.FLAGS, flag_name)
+  result = ScriptResult(returncode, stdout.getvalue(), stderr.getvalue())
+  if check and returncode != 0:
+    raise AssertionError(f"{name} exited with {returncode}:\n"
+                         f"{result.stderr[-3000:]}")
+  return result

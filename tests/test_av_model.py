@@ -164,6 +164,7 @@ def _fit(strategy, data, initial_weights, jit_compile=False):
                      initial_weights, jit_compile=jit_compile, epochs=1)
 
 
+@pytest.mark.slow
 def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
   data = _batches()
   initial = _initial_weights(data)
@@ -184,6 +185,7 @@ def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
     assert not np.allclose(bank, initial_bank)
 
 
+@pytest.mark.slow
 def test_jit_compiled_fit_matches_graph_fit():
   data = _batches()
   initial = _initial_weights(data)
@@ -195,6 +197,7 @@ def test_jit_compiled_fit_matches_graph_fit():
                                num_steps=3)
 
 
+@pytest.mark.slow
 def test_mixed_precision_step_keeps_float32_banks():
   data = _batches()
   previous = keras.config.dtype_policy()

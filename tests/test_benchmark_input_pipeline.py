@@ -50,6 +50,7 @@ def synthetic_dataset(tmp_path_factory):
       duration=2.5, num_workers=1)
 
 
+@pytest.mark.slow
 def test_benchmark_reports_both_designs(synthetic_dataset):
   dataset_dir, video_dir = synthetic_dataset
   dataset = schema.DatasetInfo.load(dataset_dir)

@@ -1,15 +1,11 @@
 """Tests for benchmarks.memory_bank (no timing assertions)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from benchmarks import memory_bank
-from conftest import REPO
-from conftest import script_env
+from conftest import run_script
 
 OPERATIONS = ("sample_negatives", "gathers", "scores",
               "scores_batched_matmul", "nce", "objective_gradient",
@@ -31,6 +27,7 @@ def test_bytes_follow_the_shapes():
     assert 2 * value == float32[key], key
 
 
+@pytest.mark.slow
 def test_tiny_run_reports_every_operation():
   result = memory_bank.benchmark_memory_bank(
       num_data=40, dim=8, num_negatives=6, batch_size=8, replicas=2,
@@ -51,12 +48,9 @@ def test_tiny_run_reports_every_operation():
 
 
 def test_script_mode_prints_one_json_line():
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
-       "--what=memory_bank", "--num_data=32", "--dim=4", "--batch_size=4",
-       "--num_negatives=3", "--replicas=2", "--steps=1"],
-      env=script_env(), capture_output=True, text=True, timeout=600,
-      check=False)
+  result = run_script(
+      "benchmark.py", "--what=memory_bank", "--num_data=32", "--dim=4",
+      "--batch_size=4", "--num_negatives=3", "--replicas=2", "--steps=1")
   assert result.returncode == 0, result.stderr[-2000:]
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert (report["num_data"], report["batch_size"], report["num_negatives"],

@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from avid_tf import errors
 from benchmarks import pytorch_pairs
 from conftest import REPO
-from conftest import script_env
+from conftest import run_script
 
 SCRIPT = os.path.join(REPO, "scripts", "benchmark.py")
 
@@ -90,10 +89,8 @@ def test_commands_use_the_reference_shapes_on_both_sides():
                                      reference_script="/nonexistent.py")
 
 
-def _run_script(*flags, **env):
-  return subprocess.run([sys.executable, SCRIPT, "--what=pytorch_pairs",
-                         *flags], env=script_env(**env), capture_output=True,
-                        text=True, timeout=120, check=False)
+def _run_script(*flags):
+  return run_script("benchmark.py", "--what=pytorch_pairs", *flags)
 
 
 def test_missing_torch_is_a_one_line_error(tmp_path):

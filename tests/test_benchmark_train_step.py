@@ -17,6 +17,7 @@ TINY = dict(batch_size=2, num_frames=4, crop_size=32, video_depth=10,
             warmup_steps=1, width_multiplier=0.125)
 
 
+@pytest.mark.slow
 def test_smoke_reports_positive_figures_as_json():
   result = train_step.benchmark_train_step(**TINY)
   json.dumps(result)  # One JSON line: everything must serialise.

@@ -17,7 +17,7 @@ def test_integers():
 
 def test_numbers_and_ranges():
   assert checks.number("a.rate", 1, low=0, high=1) == 1.0
-  with pytest.raises(checks.BadValueError,
+  with pytest.raises(errors.InvalidValueError,
                      match=r"a\.rate must be a number >= 0 and < 1, got 1"):
     checks.number("a.rate", 1, low=0, high=1, high_open=True)
   with pytest.raises(ValueError, match=r"a\.lr must be a number > 0, got 0"):

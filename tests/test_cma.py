@@ -263,6 +263,7 @@ def _precision(sets, labels):
                   for i in np.flatnonzero(known)])
 
 
+@pytest.mark.slow
 def test_refresh_recomputes_sets_at_train_begin_and_every_period():
   data = _batches()
   # Small tiles: the search is exact for any tiling.
@@ -403,6 +404,7 @@ def _assert_same_training(model, logs, reference, reference_logs):
                                num_steps=6)
 
 
+@pytest.mark.slow
 def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
   data = _batches()
   initial = _initial_weights(data)
@@ -418,6 +420,7 @@ def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
   tiny_av.assert_replicas_identical(strategy, mirrored)
 
 
+@pytest.mark.slow
 def test_jit_compiled_fit_matches_graph_fit():
   data = _batches()
   initial = _initial_weights(data)

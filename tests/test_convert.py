@@ -22,6 +22,7 @@ from avid_tf.models import builders
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
 from conftest import REPO
+from conftest import run_script
 from conftest import script_env
 
 TINY_GIN = os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")
@@ -261,8 +262,8 @@ def test_script_help_explains_every_flag_without_torch():
           f"runpy.run_path({SCRIPT!r}, run_name='__main__')\n")
   result = subprocess.run([sys.executable, "-c", code], env=script_env(),
                           capture_output=True, text=True, timeout=300)
-  # absl's --help exits with status 1.
-  assert "--model_dir:" in result.stdout, result.stderr[-2000:]
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "--model_dir:" in result.stdout
   for flag in ("checkpoint", "model_dir", "crop_size",
                "normalization_dataset_dir", "spectrogram_statistics",
                "overwrite", "verify"):
@@ -272,6 +273,7 @@ def test_script_help_explains_every_flag_without_torch():
 # With PyTorch: the reference architecture, parity and the whole route.
 
 
+@pytest.mark.slow
 def test_reference_has_the_official_keys_and_sizes(torch):
   from avid_tf.convert import torch_reference  # pylint: disable=g-import-not-at-top
   for depth, video_parameters in ((10, 7_015_616), (18, 15_379_136)):
@@ -288,6 +290,7 @@ def test_reference_has_the_official_keys_and_sizes(torch):
       layout.Architecture(18, 1.0, 512, 2, 128))
 
 
+@pytest.mark.slow
 def test_a_full_size_avid_cma_checkpoint_converts(torch, tmp_path):
   """R(2+1)D-18 at the published widths, as AVID+CMA saves it (positive
   sets, Z of shape [1]), on the official inputs (8 x 224 x 224, 2 s)."""
@@ -364,6 +367,7 @@ def converted(official, tmp_path_factory, tiny_dataset_dir):
   return {"model_dir": model_dir, "summary": summary}
 
 
+@pytest.mark.slow
 def test_features_agree_with_pytorch(torch, official, converted):
   model = runs.open_run(converted["model_dir"]).model()
   rng = np.random.default_rng(5)
@@ -431,6 +435,7 @@ class _InitialState(keras.callbacks.Callback):
       self.partition = float(self.model.objective.partition.numpy())
 
 
+@pytest.mark.slow
 def test_a_cma_stage_starts_from_the_converted_model(
     official, converted, tiny_dataset_dir, tmp_path):
   gin_utils.parse_gin([TINY_GIN], [
@@ -447,24 +452,20 @@ def test_a_cma_stage_starts_from_the_converted_model(
   assert recorder.partition == PARTITION
 
 
+@pytest.mark.slow
 def test_script_writes_a_model_dir_that_export_accepts(official, tmp_path):
   model_dir = str(tmp_path / "model")
   stats = str(tmp_path / "stats.npz")
   np.savez(stats, mean=np.full(257, -30.0), std=np.full(257, 12.0))
-  command = [sys.executable, SCRIPT, f"--checkpoint={official['path']}",
+  command = [f"--checkpoint={official['path']}",
              f"--model_dir={model_dir}", "--crop_size=112",
              f"--spectrogram_statistics={stats}"]
-  result = subprocess.run(command, env=script_env(), capture_output=True,
-                          text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-2000:]
+  result = run_script("convert_pytorch_checkpoint.py", *command, check=True)
   assert json.loads(result.stdout)["partition"] == PARTITION
 
   export_dir = str(tmp_path / "export")
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "export.py"),
-       f"--model_dir={model_dir}", f"--export_dir={export_dir}"],
-      env=script_env(), capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-2000:]
+  run_script("export.py", f"--model_dir={model_dir}",
+             f"--export_dir={export_dir}", check=True)
   with open(os.path.join(export_dir, "video_encoder",
                          "avid_encoder.json")) as f:
     assert json.load(f)["preprocessing"]["crop_size"] == 112
@@ -472,8 +473,7 @@ def test_script_writes_a_model_dir_that_export_accepts(official, tmp_path):
                          "avid_encoder.json")) as f:
     assert json.load(f)["preprocessing"]["spectrogram_mean"][0] == -30.0
 
-  result = subprocess.run(command, env=script_env(), capture_output=True,
-                          text=True, timeout=600)
+  result = run_script("convert_pytorch_checkpoint.py", *command)
   assert result.returncode == 1
   last_line = result.stderr.strip().splitlines()[-1]
   assert last_line.startswith("Error:") and "--overwrite" in last_line

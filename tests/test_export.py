@@ -9,6 +9,8 @@ import pytest
 import tensorflow as tf
 
 from avid_tf.export import saved_model
+from avid_tf.models import audio_cnn
+from avid_tf.models import r2plus1d
 
 VIDEO_SHAPE = (2, 8, 8, 3)  # T, H, W, C of the stand-in clips.
 AUDIO_SHAPE = (12, 257, 1)  # time, freq, C of the stand-in spectrograms.
@@ -316,11 +318,11 @@ def test_plain_tfsmlayer_runs_both_endpoints(exported):
 
 
 @pytest.mark.xfail(
-    raises=ValueError, strict=False,
+    raises=ValueError, strict=True,
     reason="Keras <= 3.15.1: TFSMLayer names weights after restored "
            "tf.Variables ('...:0'), and Adam's slot names "
            "('..._kernel:0_momentum') are invalid TF name scopes; use "
-           "load_encoder_layer. XPASS means Keras fixed it.")
+           "load_encoder_layer. Strict: an XPASS fails, so a Keras fix is noticed.")
 def test_plain_tfsmlayer_fit_with_adam(exported):
   _, paths = exported
   layer = keras.layers.TFSMLayer(paths["video"], call_endpoint="serve",
@@ -372,8 +374,6 @@ def real_exported(tmp_path_factory):
   Synchronized BN is what multi-GPU pretraining uses; the export must turn
   it into ordinary per-device BN.
   """
-  r2plus1d = pytest.importorskip("avid_tf.models.r2plus1d")
-  audio_cnn = pytest.importorskip("avid_tf.models.audio_cnn")
   video = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.125,
                             synchronized_bn=True)
   audio = audio_cnn.AudioConvNet(width_multiplier=0.125,
@@ -395,6 +395,7 @@ def _unsynchronized_copy(encoder, inputs):
   return reference
 
 
+@pytest.mark.slow
 def test_real_encoders_round_trip(real_exported):
   encoders, paths = real_exported
   cases = {"video": [_random((2, 2, 16, 16, 3), 72),
@@ -424,10 +425,9 @@ def test_real_encoders_round_trip(real_exported):
                                  rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_encoders_with_virtual_batches_export_for_any_batch(tmp_path):
   """Exported training endpoints normalise over the whole call's batch."""
-  r2plus1d = pytest.importorskip("avid_tf.models.r2plus1d")
-  audio_cnn = pytest.importorskip("avid_tf.models.audio_cnn")
   encoders = {
       "video": r2plus1d.R2Plus1D(depth=10, width_multiplier=0.125,
                                  bn_virtual_batch_size=2),
@@ -456,6 +456,7 @@ def test_encoders_with_virtual_batches_export_for_any_batch(tmp_path):
                                expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_finetune_real_video_encoder(real_exported):
   _, paths = real_exported
   layer = saved_model.load_encoder_layer(paths["video"])

@@ -8,8 +8,6 @@ videos straddle record files.
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,8 +21,7 @@ from avid_tf.data import schema
 from avid_tf.eval import features
 from avid_tf.eval import frozen_evaluation
 from avid_tf.eval import retrieval
-from conftest import REPO
-from conftest import script_env
+from conftest import run_script
 
 NUM_VAL = 8
 NUM_CLIPS = 2
@@ -54,10 +51,7 @@ def dataset_dir(tmp_path_factory, tiny_dataset_dir):
 
 
 def _script(name, *args, check=True):
-  return subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", name), *args],
-      env=script_env(), check=check, capture_output=True, text=True,
-      timeout=300)
+  return run_script(name, *args, check=check)
 
 
 def _direct_features(model, dataset_dir, preprocessing):

@@ -10,6 +10,7 @@ from avid_tf.models import r2plus1d
 
 
 # Published forward GFLOP per clip (2 x multiply-adds).
+@pytest.mark.slow
 @pytest.mark.parametrize("depth,size,published", [
     (18, 112, 6.16),
     (18, 224, 24.25),

@@ -5,8 +5,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 
 import av
 import numpy as np
@@ -18,8 +16,7 @@ from avid_tf.data import audio_ops
 from avid_tf.data import ingest
 from avid_tf.data import media
 from avid_tf.data import schema
-from conftest import REPO
-from conftest import script_env
+from conftest import run_script
 
 _IN_FPS = 25
 _IN_RATE = 48000
@@ -189,6 +186,7 @@ def _labels_in_record_order(directory):
           for e in examples]
 
 
+@pytest.mark.slow
 def test_records_are_written_in_a_seeded_random_order(class_sorted_datasets):
   shuffled = _labels_in_record_order(class_sorted_datasets[0])
   in_order = _labels_in_record_order(class_sorted_datasets[None])
@@ -412,11 +410,9 @@ def test_script_exits_nonzero_with_one_line_reason(tmp_path):
   video_dir = tmp_path / "videos"
   video_dir.mkdir()
   (video_dir / "notes.txt").write_text("not a video\n")
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "prepare_data.py"),
-       f"--video_dir={video_dir}", f"--output_dir={tmp_path / 'out'}",
-       "--num_workers=1", "--noprogress"],
-      env=script_env(), capture_output=True, text=True, timeout=300, check=False)
+  result = run_script(
+      "prepare_data.py", f"--video_dir={video_dir}",
+      f"--output_dir={tmp_path / 'out'}", "--num_workers=1", "--noprogress")
   assert result.returncode != 0
   last_line = result.stderr.strip().splitlines()[-1]
   assert last_line.startswith("Error: No video ingested")
@@ -530,6 +526,7 @@ def test_csv_beside_its_videos_folder_ingests_with_either_video_dir(
                        clean_directory, ignore=("video_dir", "labels_csv"))
 
 
+@pytest.mark.slow
 def test_parallel_workers_match_single_process(labelled_inputs, clean_dataset,
                                                tmp_path):
   video_dir, labels_csv = labelled_inputs

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import wave
 
 import numpy as np
@@ -12,11 +10,9 @@ import pytest
 from avid_tf import errors
 from avid_tf.data import schema
 from avid_tf.eval import probe_runner
-from conftest import REPO
-from conftest import script_env
+from conftest import run_script
 from conftest import write_tiny_dataset
 
-SCRIPT = os.path.join(REPO, "scripts", "linear_probe.py")
 RATE = 24000
 
 
@@ -44,9 +40,7 @@ def esc_folder(tmp_path_factory):
 
 
 def _script(*flags):
-  return subprocess.run([sys.executable, SCRIPT, *flags], env=script_env(),
-                        capture_output=True, text=True, timeout=300,
-                        check=False)
+  return run_script("linear_probe.py", *flags)
 
 
 def _report(output_dir):
@@ -54,6 +48,7 @@ def _report(output_dir):
     return json.load(f)
 
 
+@pytest.mark.slow
 def test_video_probe_writes_per_stage_top1(tiny_run_dir, tiny_dataset_dir,
                                            tmp_path):
   output_dir = str(tmp_path / "video")
@@ -73,6 +68,7 @@ def test_video_probe_writes_per_stage_top1(tiny_run_dir, tiny_dataset_dir,
   assert os.listdir(os.path.join(output_dir, "tensorboard"))
 
 
+@pytest.mark.slow
 def test_audio_probe_cross_validates_an_esc50_folder(tiny_run_dir, esc_folder,
                                                      tmp_path):
   output_dir = str(tmp_path / "audio")

@@ -144,6 +144,7 @@ def _checkpoint_banks(path):
   return banks
 
 
+@pytest.mark.slow
 def test_banks_match_a_mirrored_run_of_the_same_global_batches(
     cluster, tmp_path, tiny_dataset_dir, monkeypatch):
   # Runs while the workers train.
@@ -185,6 +186,7 @@ def test_banks_match_a_mirrored_run_of_the_same_global_batches(
                                atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_workers_finish_with_bit_identical_banks(cluster):
   (chief_banks, chief_summary), (other_banks, other_summary) = cluster.results()
   assert chief_summary["steps"] == other_summary["steps"] == MAX_STEPS

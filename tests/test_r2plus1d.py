@@ -565,6 +565,7 @@ def test_virtual_batches_under_jit_compile_and_mixed_precision():
 # --------------------------------------------------------------------------
 # Config, serialisation, XLA, mixed precision, errors.
 # --------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("virtual_batch_size", [None, 2])
 def test_get_config_round_trip_and_keras_file(tmp_path, virtual_batch_size):
   model = r2plus1d.R2Plus1D(depth=18, width_multiplier=0.125, name="video",
@@ -596,6 +597,7 @@ def test_get_config_round_trip_and_keras_file(tmp_path, virtual_batch_size):
   np.testing.assert_array_equal(loaded(video), model(video))
 
 
+@pytest.mark.slow
 def test_call_under_jit_compile_matches_eager():
   model = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.125)
   video = random_video((2, 4, 16, 16, 3), seed=9)

@@ -493,6 +493,7 @@ def _assert_same_training(model, logs, history, reference, reference_logs,
       np.testing.assert_allclose(scalars[key], value, rtol=1e-5, err_msg=key)
 
 
+@pytest.mark.slow
 def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
   data = _model_batches()
   initial = _initial_weights(data)
@@ -511,6 +512,7 @@ def test_mirrored_fit_matches_default_strategy_and_replicas_agree():
   tiny_av.assert_replicas_identical(strategy, mirrored)
 
 
+@pytest.mark.slow
 def test_jit_compiled_fit_matches_graph_fit():
   data = _model_batches()
   initial = _initial_weights(data)

@@ -3,8 +3,6 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import gin
 import numpy as np
@@ -15,8 +13,7 @@ from avid_tf import runs
 from avid_tf.export import saved_model
 from avid_tf.training import builder_args
 from avid_tf.training import gin_utils
-from conftest import REPO
-from conftest import script_env
+from conftest import run_script
 
 VIDEO = tf.random.stateless_normal([2, 4, 32, 32, 3], seed=[0, 1])
 
@@ -150,10 +147,8 @@ def test_what_is_not_a_run_is_one_clear_error(tmp_path):
 def test_export_script_writes_encoders_matching_the_model(tiny_run_dir,
                                                           tmp_path):
   export_dir = str(tmp_path / "export")
-  subprocess.run([sys.executable, os.path.join(REPO, "scripts", "export.py"),
-                  f"--model_dir={tiny_run_dir}", f"--export_dir={export_dir}"],
-                 env=script_env(), check=True, capture_output=True,
-                 timeout=300)
+  run_script("export.py", f"--model_dir={tiny_run_dir}",
+             f"--export_dir={export_dir}", check=True)
   model = runs.open_run(tiny_run_dir).model()
   layer = saved_model.load_encoder_layer(
       os.path.join(export_dir, "video_encoder"), trainable=False)
@@ -167,11 +162,8 @@ def test_export_script_writes_encoders_matching_the_model(tiny_run_dir,
 
 
 def test_export_script_reports_a_missing_run_in_one_line(tmp_path):
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "export.py"),
-       f"--model_dir={tmp_path / 'no_run'}",
-       f"--export_dir={tmp_path / 'export'}"], env=script_env(),
-      capture_output=True, text=True, timeout=300, check=False)
+  result = run_script("export.py", f"--model_dir={tmp_path / 'no_run'}",
+                      f"--export_dir={tmp_path / 'export'}")
   assert result.returncode == 1 and "Traceback" not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith(
       f"Error: {tmp_path / 'no_run'}")

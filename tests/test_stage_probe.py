@@ -70,6 +70,7 @@ def _run_probe(encoder, output_dir, epochs=2):
       epochs=epochs, learning_rate=1e-2, milestones=(1,), progress=False)
 
 
+@pytest.mark.slow
 def test_probe_leaves_every_backbone_variable_bit_identical(tmp_path):
   encoder = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.125)
   video, _ = _tiny_data()
@@ -86,7 +87,8 @@ def test_probe_leaves_every_backbone_variable_bit_identical(tmp_path):
     assert np.array_equal(old, new), variable.path
   assert set(results) == set(r2plus1d.STAGE_NAMES)
   for stage in results.values():
-    assert 0.0 <= stage["clip_top1"] <= 1.0
+    # 8 test videos of 2 clips each.
+    assert stage["clip_top1"] * 16 == int(stage["clip_top1"] * 16)
     assert stage["top1"] * 8 == int(stage["top1"] * 8)
   # The check can fail: BN in training mode moves the statistics.
   encoder.stage_outputs(tf.constant(video[:, 0]), training=True)
@@ -94,6 +96,7 @@ def test_probe_leaves_every_backbone_variable_bit_identical(tmp_path):
                  for old, v in zip(before, encoder.variables))
 
 
+@pytest.mark.slow
 def test_rerun_resumes_from_the_last_epoch_and_logs_to_tensorboard(tmp_path):
   encoder = r2plus1d.R2Plus1D(depth=10, width_multiplier=0.125)
   first = _run_probe(encoder, tmp_path, epochs=2)

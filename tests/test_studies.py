@@ -1,10 +1,16 @@
-"""The studies end to end at toy size: every variant runs and is reported."""
+"""The studies: what they train and how they report it.
+
+Training is stubbed except in the AVID study's test, the one study test
+that trains (tiny runs of 2 steps) and checks what the runs logged.
+"""
 
 import json
 import os
 
+import numpy as np
 import pytest
 
+from avid_tf import runs
 from studies import avid_variants
 from studies import cma
 from studies import harness
@@ -18,20 +24,82 @@ TOY_DATA = {"num_classes": 2, "videos_per_class": 6, "val_fraction": 0.34,
 BINDINGS = tuple(b for b in TOY_BINDINGS if not b.startswith("run_quickstart"))
 
 
-def test_robustness_study_reports_every_variant_and_rate(tmp_path):
+class _StubbedRuns:
+  """Stands in for the data, training and evaluation of a study.
+
+  Records every run the study asks for and returns figures that depend on
+  the run's folder, so the tests can check how the study combines them.
+  Real training is tested by the AVID study's test and by test_train_lib.
+  """
+
+  def __init__(self, monkeypatch):
+    self.datasets, self.runs, self.random_inits = [], [], []
+    monkeypatch.setattr(quickstart, "prepare_dataset", self.prepare_dataset)
+    monkeypatch.setattr(harness, "train_and_evaluate", self.train)
+    monkeypatch.setattr(harness, "evaluate_run", self.evaluate)
+
+  def prepare_dataset(self, work_dir, **settings):
+    self.datasets.append((work_dir, settings))
+    return os.path.join(work_dir, "dataset")
+
+  def train(self, run_dir, dataset_dir, gin_files, gin_bindings=(),
+            init_from=None, epoch_keys=(), eval_clips=4):
+    self.runs.append({"run": os.path.basename(run_dir),
+                      "dataset_dir": dataset_dir,
+                      "gin_files": [os.path.basename(f) for f in gin_files],
+                      "bindings": list(gin_bindings),
+                      "init_from": init_from, "epoch_keys": epoch_keys,
+                      "eval_clips": eval_clips})
+    seed = int(run_dir[-1]) if run_dir[-1].isdigit() else 0
+    result = {key: 0.01 * len(self.runs) + 0.001 * seed
+              for key in harness.FIGURES}
+    result.update({key: 0.5 + 0.1 * seed for key in epoch_keys},
+                  train_steps=3)
+    return result
+
+  def evaluate(self, run_dir, dataset_dir, eval_batch_size=16, eval_clips=4,
+               random_init=False, seed=0):
+    self.random_inits.append((os.path.basename(run_dir), random_init, seed))
+    return {key: 0.25 for key in harness.FIGURES}
+
+
+def test_robustness_study_trains_every_variant_per_rate_and_seed(
+    tmp_path, monkeypatch):
+  stub = _StubbedRuns(monkeypatch)
   study = robustness.run_robustness_study(
       str(tmp_path), faulty_positive_rates=(0.0, 0.5),
-      variants=("xid", "robust"), seeds=(0,), epochs=1,
+      variants=("xid", "robust"), seeds=(0, 1), epochs=3,
       dataset_settings=TOY_DATA, gin_bindings=BINDINGS, eval_clips=2)
   with open(tmp_path / robustness.STUDY_FILE) as f:
     assert json.load(f) == json.loads(json.dumps(study))
-  assert set(study["rates"]) == {"0", "0.5"}
-  for rate, entry in study["rates"].items():
-    assert set(entry["variants"]) == {"xid", "robust"}
-    figures = entry["variants"]["robust"]
-    assert 0.0 <= figures["linear_probe_video_top1"]["mean"] <= 1.0
-    # Faulty videos exist only at rate 0.5: the AUC is defined there only.
-    assert ("faulty_weight_auc" in figures) == (rate == "0.5")
+  # One dataset per rate, with that rate of faulty positives.
+  assert stub.datasets == [
+      (str(tmp_path / f"faulty_{rate}"),
+       dict(TOY_DATA, faulty_positive_rate=rate_value))
+      for rate, rate_value in (("0", 0.0), ("0.5", 0.5))]
+  assert [r["run"] for r in stub.runs] == [
+      f"{variant}_seed{seed}" for _ in range(2)
+      for variant in ("xid", "robust") for seed in (0, 1)]
+  for run in stub.runs:
+    variant, seed = run["run"].split("_seed")
+    assert run["gin_files"] == ["quickstart.gin", f"{variant}.gin"]
+    assert run["bindings"] == list(BINDINGS) + [
+        "train.epochs = 3", f"train.seed = {seed}"]
+    assert run["epoch_keys"] == robustness.EPOCH_KEYS
+    assert run["init_from"] is None and run["eval_clips"] == 2
+  # Per variant: the mean and spread over its two seeds.
+  robust = study["rates"]["0.5"]["variants"]["robust"]
+  auc = robust["faulty_weight_auc"]
+  assert (auc["mean"], auc["min"], auc["max"]) == pytest.approx(
+      (0.55, 0.5, 0.6))
+  # The 7th and 8th runs (robust, seeds 0 and 1, at rate 0.5).
+  video = robust["linear_probe_video_top1"]
+  assert video["values"] == pytest.approx([0.07, 0.081])
+  assert video["mean"] == pytest.approx(0.0755)
+  # The random-init baseline is the first variant's architecture, seed 12345.
+  assert stub.random_inits == [("xid_seed0", True, 12345)] * 2
+  assert study["rates"]["0"]["random_init"]["retrieval_v2a_r1"] == 0.25
+  for rate in ("0", "0.5"):
     assert os.path.isfile(tmp_path / f"robustness_study_faulty_{rate}.png")
   table = robustness.format_study(study)
   assert "faulty-positive rate 0.5" in table and "random init" in table
@@ -39,23 +107,70 @@ def test_robustness_study_reports_every_variant_and_rate(tmp_path):
     robustness.run_robustness_study(str(tmp_path), variants=("nope",))
 
 
-def test_cma_study_compares_agreements_and_the_control(tmp_path):
+def test_cma_study_runs_both_stages_from_the_avid_run(tmp_path, monkeypatch):
+  stub = _StubbedRuns(monkeypatch)
+  labels = np.array([0, 0, 1, 1, 1, 0])
+  monkeypatch.setattr(harness, "dataset_labels", lambda _: labels)
+  asked = []
+
+  def precisions(avid_dir, labels_, ks):
+    asked.append((os.path.basename(avid_dir), list(labels_), ks))
+    return {name: {str(k): 0.5 for k in ks}
+            for name in ("consensus", "union", "video", "audio", "random",
+                         "chance")}
+
+  monkeypatch.setattr(cma, "positive_set_precisions", precisions)
   study = cma.run_cma_study(
-      str(tmp_path), seeds=(0, 1), extra_epochs=1, ks=(1, 2),
+      str(tmp_path), seeds=(0, 1), extra_epochs=2, ks=(1, 2),
       dataset_settings=TOY_DATA, gin_bindings=BINDINGS, eval_clips=2)
-  precision = study["positive_set_precision"]
-  assert set(precision) == {"consensus", "union", "video", "audio",
-                            "random", "chance"}
-  # 2 classes of 4 training videos: 3 of the 7 others share a class.
-  assert precision["chance"]["2"] == pytest.approx(3 / 7)
+  assert stub.datasets == [(str(tmp_path), TOY_DATA)]
+  assert asked == [("avid", list(labels), (1, 2))]
+  avid_dir = str(tmp_path / "avid")
+  assert stub.runs[0]["run"] == "avid" and stub.runs[0]["init_from"] is None
+  assert stub.runs[0]["bindings"] == list(BINDINGS)
+  # Both second stages start from the AVID run, with the same budget.
+  assert [(r["run"], r["gin_files"][0], r["init_from"])
+          for r in stub.runs[1:]] == [
+              ("cma_seed0", "quickstart.gin", avid_dir),
+              ("avid_continued_seed0", "quickstart.gin", avid_dir),
+              ("cma_seed1", "quickstart.gin", avid_dir),
+              ("avid_continued_seed1", "quickstart.gin", avid_dir)]
+  assert [r["epoch_keys"] for r in stub.runs[1:3]] == [
+      ("positive_set_precision",), ()]
+  for run in stub.runs[1:]:
+    seed = run["run"][-1]
+    assert run["bindings"] == list(BINDINGS) + [
+        "train.epochs = 2", f"train.seed = {seed}"]
   assert set(study["figures"]) == {"avid", "cma", "avid_continued"}
-  assert len(study["figures"]["cma"]["linear_probe_video_top1"]["values"]) == 2
-  assert "positive_set_precision" in study["figures"]["cma"]
+  assert study["figures"]["cma"]["positive_set_precision"]["values"] == [
+      0.5, 0.6]
+  assert study["random_init"]["linear_probe_video_top1"] == 0.25
+  assert stub.random_inits == [("avid", True, 12345)]
   for name in ("cma_study_precision.png", "cma_study_figures.png"):
     assert os.path.isfile(tmp_path / name)
   assert "avid_continued" in cma.format_study(study)
 
 
+@pytest.mark.slow
+def test_positive_set_precisions_of_a_trained_run(tiny_run_dir,
+                                                  tiny_dataset_dir):
+  labels = harness.dataset_labels(tiny_dataset_dir)
+  precisions = cma.positive_set_precisions(tiny_run_dir, labels, ks=(3,))
+  assert set(precisions) == {"consensus", "union", "video", "audio",
+                             "random", "chance"}
+  # 16 training videos of 4 classes: 3 of the 15 others share a class.
+  assert precisions["chance"] == {"3": pytest.approx(3 / 15)}
+  # The video agreement's sets are the nearest bank rows, by brute force.
+  model = runs.open_run(tiny_run_dir).model()
+  bank = np.asarray(model.video_bank.bank.value, np.float64)
+  similarity = bank @ bank.T
+  np.fill_diagonal(similarity, -np.inf)
+  nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :3]
+  expected = np.mean(labels[nearest] == labels[:, None])
+  assert precisions["video"]["3"] == pytest.approx(expected)
+
+
+@pytest.mark.slow
 def test_avid_study_reports_every_variant_with_its_terms(tmp_path,
                                                         monkeypatch):
   # Real training; the evaluation (run by the other studies' tests) is

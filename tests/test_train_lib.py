@@ -5,8 +5,6 @@ import os
 import random
 import re
 import shutil
-import subprocess
-import sys
 
 import gin
 import keras
@@ -26,8 +24,7 @@ from avid_tf.training import callbacks as callbacks_lib
 from avid_tf.training import checkpointing
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
-from conftest import REPO
-from conftest import script_env
+from conftest import run_script
 
 TINY_GIN = os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")
 
@@ -46,6 +43,7 @@ def _bank_values(model_dir):
           if name.startswith("model/") and "bank" in name}
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoints_config_and_events(tmp_path,
                                                     tiny_dataset_dir):
   summary = _train(tmp_path, tiny_dataset_dir, "train.epochs = 2")
@@ -66,6 +64,7 @@ def test_train_writes_checkpoints_config_and_events(tmp_path,
   assert logs["partition"] > 0
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_at_the_right_step(tmp_path,
                                                    tiny_dataset_dir):
   straight = tmp_path / "straight"
@@ -83,6 +82,7 @@ def test_interrupted_run_resumes_at_the_right_step(tmp_path,
     np.testing.assert_allclose(actual[name], value, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_resume_with_another_dataset_size_fails_clearly(tmp_path,
                                                         tiny_dataset_dir):
   _train(tmp_path / "run", tiny_dataset_dir, "train.max_steps = 1")
@@ -92,6 +92,7 @@ def test_resume_with_another_dataset_size_fails_clearly(tmp_path,
     _train(tmp_path / "run", other, "train.max_steps = 1")
 
 
+@pytest.mark.slow
 def test_resume_with_another_architecture_fails_clearly(tmp_path,
                                                         tiny_dataset_dir):
   _train(tmp_path / "run", tiny_dataset_dir, "train.max_steps = 1")
@@ -101,6 +102,7 @@ def test_resume_with_another_architecture_fails_clearly(tmp_path,
            "build_encoders.width_multiplier = 0.25")
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path,
                                                        tiny_dataset_dir,
                                                        monkeypatch):
@@ -134,6 +136,7 @@ def _warnings(caplog, phrase):
           if r.levelname == "WARNING" and phrase in r.getMessage()]
 
 
+@pytest.mark.slow
 def test_damaged_newest_checkpoint_resumes_from_the_previous_one(
     tmp_path, tiny_dataset_dir, caplog):
   straight = tmp_path / "straight"
@@ -174,6 +177,7 @@ def test_damaged_newest_checkpoint_resumes_from_the_previous_one(
   assert not _warnings(caplog, "is damaged")
 
 
+@pytest.mark.slow
 def test_readers_of_a_run_skip_a_damaged_checkpoint_and_leave_it(
     tmp_path, tiny_dataset_dir, avid_run, caplog):
   run = tmp_path / "run"
@@ -210,6 +214,7 @@ def test_readers_of_a_run_skip_a_damaged_checkpoint_and_leave_it(
   assert sorted(os.listdir(checkpoints)) == listing
 
 
+@pytest.mark.slow
 def test_crop_larger_than_the_stored_frames_warns_once(
     tmp_path, tiny_dataset_dir, caplog):
   _train(tmp_path, tiny_dataset_dir, "train.max_steps = 1",
@@ -308,6 +313,7 @@ class _FirstStepState(keras.callbacks.Callback):
     }
 
 
+@pytest.mark.slow
 def test_init_from_copies_weights_banks_and_z_with_a_fresh_optimizer(
     tmp_path, tiny_dataset_dir, avid_run):
   recorder = _FirstStepState()
@@ -333,6 +339,7 @@ def test_init_from_copies_weights_banks_and_z_with_a_fresh_optimizer(
   assert precision["positive_set_precision_chance"] == pytest.approx(0.2)
 
 
+@pytest.mark.slow
 def test_cma_stage_resumes_exactly_with_its_positive_sets(
     tmp_path, tiny_dataset_dir, avid_run):
   bindings = [f"train.dataset_dir = '{tiny_dataset_dir}'", "train.epochs = 2",
@@ -373,6 +380,7 @@ def test_cma_stage_resumes_exactly_with_its_positive_sets(
     np.testing.assert_allclose(actual[name], value, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_init_from_another_dataset_size_or_architecture_fails_clearly(
     tmp_path, tiny_dataset_dir, avid_run):
   from conftest import write_tiny_dataset  # pylint: disable=g-import-not-at-top
@@ -393,6 +401,7 @@ def test_init_from_another_dataset_size_or_architecture_fails_clearly(
                     init_from=str(tmp_path / "no_such_run"))
 
 
+@pytest.mark.slow
 def test_init_from_a_run_without_the_inherited_state_fails_clearly(
     tmp_path, tiny_dataset_dir):
   gin_utils.parse_gin([TINY_GIN], [
@@ -407,6 +416,7 @@ def test_init_from_a_run_without_the_inherited_state_fails_clearly(
     train_lib.train(str(tmp_path / "cma"), init_from=str(tmp_path / "xid"))
 
 
+@pytest.mark.slow
 def test_cma_from_scratch_is_a_clear_error(tmp_path, tiny_dataset_dir):
   gin_utils.parse_gin([TINY_GIN], [f"train.dataset_dir = '{tiny_dataset_dir}'",
                                    "train.max_steps = 1", *CMA_BINDINGS])
@@ -483,11 +493,8 @@ def test_train_restores_the_global_policy_and_random_state(tmp_path,
 ])
 def test_train_script_reports_mistakes_in_one_line(tmp_path, arguments,
                                                    message):
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "train.py"),
-       f"--gin_file={TINY_GIN}", f"--model_dir={tmp_path / 'run'}",
-       *arguments], env=script_env(), capture_output=True, text=True,
-      timeout=300, check=False)
+  result = run_script("train.py", f"--gin_file={TINY_GIN}",
+                      f"--model_dir={tmp_path / 'run'}", *arguments)
   assert result.returncode == 1
   lines = result.stderr.strip().splitlines()
   assert "Traceback" not in result.stderr
@@ -495,9 +502,7 @@ def test_train_script_reports_mistakes_in_one_line(tmp_path, arguments,
 
 
 def test_debug_flag_keeps_the_traceback(tmp_path):
-  result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "train.py"),
-       f"--gin_file={TINY_GIN}", f"--model_dir={tmp_path / 'run'}",
-       "--gin_bindings=trian.epochs = 2", "--debug"], env=script_env(),
-      capture_output=True, text=True, timeout=300, check=False)
+  result = run_script("train.py", f"--gin_file={TINY_GIN}",
+                      f"--model_dir={tmp_path / 'run'}",
+                      "--gin_bindings=trian.epochs = 2", "--debug")
   assert result.returncode != 0 and "Traceback" in result.stderr

@@ -284,13 +284,14 @@ def conversion_preprocessing(crop_size: int = 224,
       sample rate.
   """
   if normalization_dataset_dir and spectrogram_statistics:
-    raise ValueError("Give either a dataset folder or a statistics file for "
-                     "the spectrogram statistics, not both.")
+    raise errors.InvalidValueError(
+        "Give either a dataset folder or a statistics file for "
+        "the spectrogram statistics, not both.")
   bins = audio_ops.NUM_BINS
   if normalization_dataset_dir:
     dataset = schema.DatasetInfo.load(normalization_dataset_dir)
     if dataset.sample_rate != SAMPLE_RATE:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{normalization_dataset_dir} holds audio at {dataset.sample_rate} "
           f"Hz; the official encoders take {SAMPLE_RATE} Hz spectrograms.")
     mean, std = dataset.spectrogram_mean, dataset.spectrogram_std
@@ -300,13 +301,15 @@ def conversion_preprocessing(crop_size: int = 224,
       raise FileNotFoundError(f"No statistics file {spectrogram_statistics}.")
     with np.load(spectrogram_statistics) as stats:
       if "mean" not in stats or "std" not in stats:
-        raise ValueError(f"{spectrogram_statistics} has no 'mean' and 'std' "
-                         f"arrays (it has {sorted(stats.files)}).")
+        raise errors.InvalidValueError(
+            f"{spectrogram_statistics} has no 'mean' and 'std' "
+            f"arrays (it has {sorted(stats.files)}).")
       mean, std = np.ravel(stats["mean"]), np.ravel(stats["std"])
     for name, values in (("mean", mean), ("std", std)):
       if values.size != bins:
-        raise ValueError(f"{spectrogram_statistics}: '{name}' has "
-                         f"{values.size} entries, not {bins}.")
+        raise errors.InvalidValueError(
+            f"{spectrogram_statistics}: '{name}' has "
+            f"{values.size} entries, not {bins}.")
     description = f"file {os.path.abspath(spectrogram_statistics)}"
   else:
     logging.warning(

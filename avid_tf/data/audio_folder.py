@@ -12,6 +12,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from avid_tf import errors
 from avid_tf.data import audio_ops
 from avid_tf.data import pipeline
 from avid_tf.data import schema
@@ -28,8 +29,9 @@ def _read_audio_folder_csv(audio_dir, labels_csv, folds):
     reader = csv.DictReader(f)
     missing = {"filename", "fold", "target"} - set(reader.fieldnames or ())
     if missing:
-      raise ValueError(f"{labels_csv} lacks column(s) {sorted(missing)} (the "
-                       "ESC-50 layout: filename,fold,target,...).")
+      raise errors.InvalidValueError(
+          f"{labels_csv} lacks column(s) {sorted(missing)} (the ESC-50 "
+          "layout: filename,fold,target,...).")
     rows = []
     for row in reader:
       fold = int(row["fold"])
@@ -38,13 +40,15 @@ def _read_audio_folder_csv(audio_dir, labels_csv, folds):
       path = os.path.join(audio_dir, row["filename"])
       file_format = _AUDIO_FORMATS.get(os.path.splitext(path)[1].lower())
       if file_format is None:
-        raise ValueError(f"{path}: unsupported audio file type (expected "
-                         f"{sorted(_AUDIO_FORMATS)}).")
+        raise errors.InvalidValueError(
+            f"{path}: unsupported audio file type (expected "
+            f"{sorted(_AUDIO_FORMATS)}).")
       if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} listed in {labels_csv} is missing.")
       rows.append((path, file_format, int(row["target"]), fold))
   if not rows:
-    raise ValueError(f"{labels_csv} lists no files for folds {folds}.")
+    raise errors.InvalidValueError(
+        f"{labels_csv} lists no files for folds {folds}.")
   return rows
 
 
@@ -53,7 +57,7 @@ def _audio_file_rate(path):
   try:
     return int(tfio.audio.AudioIOTensor(path).rate.numpy())
   except Exception as error:  # pylint: disable=broad-except
-    raise ValueError(f"{path}: cannot read the audio file ({error}).") from None
+    raise errors.InvalidValueError(f"{path}: cannot read the audio file ({error}).") from None
 
 
 @gin.configurable

@@ -8,6 +8,8 @@ audio network with it.
 
 import tensorflow as tf
 
+from avid_tf import errors
+
 N_FFT = 1024
 NUM_BINS = N_FFT // 4 + 1  # DC + 512 bins averaged in pairs = 257
 FRAMES_PER_SECOND = 100
@@ -168,8 +170,9 @@ def decode_audio_file(contents, file_format, rate, sample_rate):
   elif file_format == "ogg":
     audio = tfio.audio.decode_vorbis(contents)
   else:
-    raise ValueError(f"Unsupported audio format '{file_format}' (expected "
-                     "wav, flac or ogg).")
+    raise errors.InvalidValueError(
+        f"Unsupported audio format '{file_format}' (expected "
+        "wav, flac or ogg).")
   audio = tf.reduce_mean(tf.cast(audio, tf.float32), axis=-1)
   if int(rate) != int(sample_rate):
     audio = tfio.audio.resample(audio, rate_in=int(rate),

@@ -10,6 +10,7 @@ from typing import Tuple
 
 import gin
 
+from avid_tf import errors
 from avid_tf.utils import checks
 
 
@@ -37,7 +38,7 @@ class VideoAugmentation:
       builder: the gin name that binds them.
 
     Raises:
-      checks.BadValueError: naming `<builder>.<field>`.
+      errors.InvalidValueError: naming `<builder>.<field>`.
     """
     checks.field(self, builder, "crop_scale", checks.numbers_pair, low=0)
     checks.field(self, builder, "crop_ratio", checks.numbers_pair, low=0)
@@ -53,7 +54,7 @@ class ClipAugmentation(VideoAugmentation):
   """Augmentation of pretraining clips (see `clip_augmentation`).
 
   Values are checked when it is made: a wrong type or a value out of range
-  is a `checks.BadValueError` naming the `clip_augmentation` binding.
+  is a `errors.InvalidValueError` naming the `clip_augmentation` binding.
   """
 
   max_offsync: float
@@ -93,7 +94,7 @@ def clip_augmentation(max_offsync=0.5, crop_scale=(0.08, 1.0),
     A `ClipAugmentation`.
 
   Raises:
-    checks.BadValueError: a value of the wrong type or out of range.
+    errors.InvalidValueError: a value of the wrong type or out of range.
   """
   return ClipAugmentation(
       max_offsync=max_offsync, crop_scale=crop_scale, crop_ratio=crop_ratio,

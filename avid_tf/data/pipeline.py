@@ -54,6 +54,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from avid_tf import errors
 from avid_tf.data import audio_ops
 from avid_tf.data import augmentation as augmentation_lib
 from avid_tf.data import preprocessing as preprocessing_lib
@@ -125,7 +126,7 @@ def _steps_per_epoch(split_info, batch_size, clips_per_video,
           split_info, num_input_pipelines, j).num_owned // per_pipeline_batch
       for j in range(num_input_pipelines))
   if steps < 1:
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"Split '{split_info.name}' has {split_info.num_examples} videos: "
         f"{clips_per_video} visits per video do not fill one batch of "
         f"{batch_size}; lower the batch size or raise clips_per_video.")
@@ -184,7 +185,7 @@ class _VisitPlan(_VideoOwnership):
                shuffle_window_bytes, shards_per_group):
     super().__init__(split_info, num_pipelines, pipeline_id)
     if self.num_owned == 0:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"Input pipeline {pipeline_id} of {num_pipelines} owns no videos: "
           f"the split has only {split_info.num_examples}.")
     self.num_pipelines = num_pipelines
@@ -316,7 +317,7 @@ class _ClipConfig:
 
   def __init__(self, dataset, preprocessing):
     if preprocessing.sample_rate != dataset.sample_rate:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"Dataset {dataset.directory} stores audio at "
           f"{dataset.sample_rate} Hz but the run's preprocessing expects "
           f"{preprocessing.sample_rate} Hz; ingest it with --sample_rate="
@@ -455,7 +456,8 @@ def _split_and_geometry(dataset, split, preprocessing):
   dataset = schema.as_dataset_info(dataset)
   split_info = dataset.split(split)
   if split_info.num_examples == 0:
-    raise ValueError(f"Split '{split}' of {dataset.directory} is empty.")
+    raise errors.InvalidValueError(
+        f"Split '{split}' of {dataset.directory} is empty.")
   if preprocessing is None:
     preprocessing = preprocessing_lib.clip_preprocessing(dataset)
   return dataset, split_info, _ClipConfig(dataset, preprocessing)

@@ -17,6 +17,7 @@ from typing import ClassVar, Tuple
 import gin
 import tensorflow as tf
 
+from avid_tf import errors
 from avid_tf.data import audio_ops
 from avid_tf.utils import files
 
@@ -47,16 +48,19 @@ class Preprocessing:
 
   def __post_init__(self):
     if self.num_frames < 1 or self.crop_size < 1:
-      raise ValueError(f"num_frames and crop_size must be >= 1, got "
-                       f"{self.num_frames} and {self.crop_size}")
+      raise errors.InvalidValueError(
+          f"num_frames and crop_size must be >= 1, got "
+          f"{self.num_frames} and {self.crop_size}")
     if self.frame_rate <= 0 or self.audio_seconds <= 0:
-      raise ValueError(f"frame_rate and audio_seconds must be > 0, got "
-                       f"{self.frame_rate} and {self.audio_seconds}")
+      raise errors.InvalidValueError(
+          f"frame_rate and audio_seconds must be > 0, got "
+          f"{self.frame_rate} and {self.audio_seconds}")
     for name in ("spectrogram_mean", "spectrogram_std"):
       values = tuple(float(v) for v in getattr(self, name))
       if len(values) != audio_ops.NUM_BINS:
-        raise ValueError(f"{name} must hold {audio_ops.NUM_BINS} values, got "
-                         f"{len(values)}")
+        raise errors.InvalidValueError(
+            f"{name} must hold {audio_ops.NUM_BINS} values, got "
+            f"{len(values)}")
       object.__setattr__(self, name, values)
 
   @property

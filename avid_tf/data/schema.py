@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from avid_tf import errors
 from avid_tf.data import audio_ops
 from avid_tf.utils import files
 
@@ -188,8 +189,9 @@ class DatasetInfo:
     path = os.path.join(directory, METADATA_FILE)
     for key in _REQUIRED_METADATA:
       if key not in metadata:
-        raise ValueError(f"{path} has no '{key}': the dataset was not written "
-                         "by avid_tf's ingest or is incomplete.")
+        raise errors.InvalidValueError(
+            f"{path} has no '{key}': the dataset was not written "
+            "by avid_tf's ingest or is incomplete.")
     self.fps = float(metadata["fps"])
     self.sample_rate = int(metadata["sample_rate"])
     self.spectrogram_mean = np.asarray(metadata["spectrogram_mean"],
@@ -197,8 +199,9 @@ class DatasetInfo:
     self.spectrogram_std = np.asarray(metadata["spectrogram_std"], np.float32)
     for key in ("spectrogram_mean", "spectrogram_std"):
       if getattr(self, key).shape != (audio_ops.NUM_BINS,):
-        raise ValueError(f"{path}: '{key}' must hold {audio_ops.NUM_BINS} "
-                         f"values, got {getattr(self, key).shape}.")
+        raise errors.InvalidValueError(
+            f"{path}: '{key}' must hold {audio_ops.NUM_BINS} "
+            f"values, got {getattr(self, key).shape}.")
     self.label_names = list(metadata.get("label_names", []))
 
   @classmethod
@@ -229,8 +232,9 @@ class DatasetInfo:
   def split(self, name):
     """Returns the SplitInfo of a split, with a clear error if missing."""
     if name not in self.splits:
-      raise ValueError(f"Dataset {self.directory} has no split '{name}'; it "
-                       f"has {sorted(self.splits)}.")
+      raise errors.InvalidValueError(
+          f"Dataset {self.directory} has no split '{name}'; it "
+          f"has {sorted(self.splits)}.")
     return self.splits[name]
 
   def num_examples(self, split="train"):
@@ -247,7 +251,7 @@ class DatasetInfo:
     if values is None:
       return None
     if len(values) != self.num_examples(split):
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"{os.path.join(self.directory, INSTANCES_FILE)}: {split}_{column} "
           f"has {len(values)} values for {self.num_examples(split)} examples.")
     return values

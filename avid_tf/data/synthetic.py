@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from avid_tf import errors
 from avid_tf.data import media
 from avid_tf.utils import files
 from avid_tf.utils import parallel
@@ -131,8 +132,9 @@ def class_specs(num_classes=10):
     ValueError: if num_classes is out of range.
   """
   if not 2 <= num_classes <= MAX_CLASSES:
-    raise ValueError(f"num_classes must be in [2, {MAX_CLASSES}], got "
-                     f"{num_classes}")
+    raise errors.InvalidValueError(
+        f"num_classes must be in [2, {MAX_CLASSES}], got "
+        f"{num_classes}")
   specs = []
   for index in range(num_classes):
     base = _BASE_CLASSES[index % len(_BASE_CLASSES)]
@@ -907,7 +909,7 @@ def _validate(num_classes, videos_per_class, duration, size, fps, sample_rate,
   )
   for ok, message in checks:
     if not ok:
-      raise ValueError(message)
+      raise errors.InvalidValueError(message)
 
 
 def generate_dataset(output_dir, num_classes=10, videos_per_class=100,

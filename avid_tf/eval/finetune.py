@@ -167,7 +167,7 @@ class Schedule:
   """How every fold trains and tests (see `finetune_schedule`).
 
   Values are checked when it is made: a wrong type or a value out of range
-  is a `checks.BadValueError` naming the `finetune_schedule` binding.
+  is a `errors.InvalidValueError` naming the `finetune_schedule` binding.
   """
 
   epochs: int
@@ -192,7 +192,7 @@ class Schedule:
       checks.field(self, builder, name, checks.integer, minimum=1)
     checks.field(self, builder, "frozen_epochs", checks.integer, minimum=0)
     if self.frozen_epochs > self.epochs:
-      raise checks.BadValueError(
+      raise errors.InvalidValueError(
           f"finetune_schedule.frozen_epochs must be in [0, epochs="
           f"{self.epochs}], got {self.frozen_epochs}")
     checks.field(self, builder, "seed", checks.integer, minimum=0)
@@ -202,7 +202,7 @@ class Schedule:
     checks.field(self, builder, "dropout", checks.number, low=0, high=1,
                  high_open=True)
     if not isinstance(self.lr_milestones, (tuple, list)):
-      raise checks.BadValueError(
+      raise errors.InvalidValueError(
           f"finetune_schedule.lr_milestones must be a tuple of epochs, got "
           f"{self.lr_milestones!r}")
     object.__setattr__(self, "lr_milestones", tuple(

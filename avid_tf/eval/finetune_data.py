@@ -313,7 +313,7 @@ class ClipSettings(augmentation.VideoAugmentation):
   """Geometry and augmentation of fine-tuning clips (see `finetune_clips`).
 
   Values are checked when it is made: a wrong type or a value out of range
-  is a `checks.BadValueError` naming the `finetune_clips` binding.
+  is a `errors.InvalidValueError` naming the `finetune_clips` binding.
   """
 
   num_frames: int

@@ -13,6 +13,8 @@ from sklearn import preprocessing as sklearn_preprocessing
 from sklearn import svm
 from sklearn.linear_model import LogisticRegression
 
+from avid_tf import errors
+
 CLASSIFIERS = ("logistic", "svm")
 
 
@@ -30,10 +32,12 @@ def make_classifier(classifier="logistic", C=1.0, seed=0, max_iter=2000):  # pyl
     ValueError: an unknown classifier or a non-positive C.
   """
   if classifier not in CLASSIFIERS:
-    raise ValueError(f"Unknown classifier '{classifier}'; choose one of "
-                     f"{list(CLASSIFIERS)}.")
+    raise errors.InvalidValueError(
+        f"Unknown classifier '{classifier}'; choose one of "
+        f"{list(CLASSIFIERS)}.")
   if not C > 0:
-    raise ValueError(f"The regularisation C must be > 0, got {C}.")
+    raise errors.InvalidValueError(
+        f"The regularisation C must be > 0, got {C}.")
   if classifier == "logistic":
     # lbfgs with more than two classes is the multinomial (softmax) model.
     model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
@@ -51,15 +55,17 @@ def _checked(features, labels, name, feature_rank):
     raise ValueError(f"The {name} features must have {feature_rank} "
                      f"dimensions, got shape {features.shape}.")
   if len(labels) == 0 or len(features) == 0:
-    raise ValueError(f"The {name} split of the linear probe is empty.")
+    raise errors.InvalidValueError(
+        f"The {name} split of the linear probe is empty.")
   if labels.ndim != 1 or len(labels) != len(features):
     raise ValueError(f"The {name} split has {len(features)} feature rows but "
                      f"labels of shape {labels.shape}.")
   if not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f"The {name} labels must be integers, got {labels.dtype}.")
   if labels.min() < 0:
-    raise ValueError(f"The {name} split has unlabelled examples (label < 0); "
-                     "the linear probe needs class labels.")
+    raise errors.InvalidValueError(
+        f"The {name} split has unlabelled examples (label < 0); "
+        "the linear probe needs class labels.")
   if not np.all(np.isfinite(features)):
     raise ValueError(f"The {name} features hold NaN or infinite values.")
   return features, labels.astype(np.int64)
@@ -75,8 +81,9 @@ def fit_classifier(train_features, train_labels, classifier="logistic", C=1.0,  
   """
   features, labels = _checked(train_features, train_labels, "train", 2)
   if len(np.unique(labels)) < 2:
-    raise ValueError("The train split of the linear probe holds a single "
-                     "class; a classifier needs at least two.")
+    raise errors.InvalidValueError(
+        "The train split of the linear probe holds a single "
+        "class; a classifier needs at least two.")
   return make_classifier(classifier, C, seed).fit(features, labels)
 
 

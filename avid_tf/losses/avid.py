@@ -14,6 +14,7 @@ coefficient is zero are not computed.
 import gin
 import tensorflow as tf
 
+from avid_tf import errors
 from avid_tf.losses import base
 from avid_tf.losses import nce
 
@@ -75,17 +76,19 @@ class AVIDObjective(base.Objective):
                name=base.OBJECTIVE_NAME, **kwargs):
     super().__init__(name=name, **kwargs)
     if cross_modal_weight < 0 or within_modal_weight < 0:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"AVID coefficients must be >= 0, got cross_modal_weight="
           f"{cross_modal_weight}, within_modal_weight={within_modal_weight}")
     total = float(cross_modal_weight) + float(within_modal_weight)
     if total <= 0:
-      raise ValueError("AVID coefficients cross_modal_weight and "
-                       "within_modal_weight cannot both be 0")
+      raise errors.InvalidValueError("AVID coefficients cross_modal_weight and "
+                                     "within_modal_weight cannot both be 0")
     if temperature <= 0:
-      raise ValueError(f"temperature must be > 0, got {temperature}")
+      raise errors.InvalidValueError(
+          f"temperature must be > 0, got {temperature}")
     if num_negatives < 1:
-      raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+      raise errors.InvalidValueError(
+          f"num_negatives must be >= 1, got {num_negatives}")
     self.cross_modal_weight = cross_modal_weight / total
     self.within_modal_weight = within_modal_weight / total
     self.temperature = float(temperature)

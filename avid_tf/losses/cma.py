@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from avid_tf import errors
 from avid_tf.losses import avid
 from avid_tf.losses import base
 from avid_tf.losses import nce
@@ -106,33 +107,38 @@ class CMAObjective(base.Objective):
     super().__init__(name=name, **kwargs)
     coefficients = dict(zip(COEFFICIENTS, (inst_x, inst_w, pos_x, pos_w)))
     if any(value < 0 for value in coefficients.values()):
-      raise ValueError(f"AVID+CMA coefficients must be >= 0, got "
-                       f"{coefficients}")
+      raise errors.InvalidValueError(f"AVID+CMA coefficients must be >= 0, got "
+                                     f"{coefficients}")
     total = float(sum(coefficients.values()))
     if total <= 0:
-      raise ValueError("AVID+CMA coefficients inst_x, inst_w, pos_x and "
-                       "pos_w cannot all be 0")
+      raise errors.InvalidValueError(
+          "AVID+CMA coefficients inst_x, inst_w, pos_x and "
+          "pos_w cannot all be 0")
     if temperature <= 0:
-      raise ValueError(f"temperature must be > 0, got {temperature}")
+      raise errors.InvalidValueError(
+          f"temperature must be > 0, got {temperature}")
     if num_negatives < 1:
-      raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+      raise errors.InvalidValueError(
+          f"num_negatives must be >= 1, got {num_negatives}")
     if not 1 <= num_positive_set_negatives <= num_negatives:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"num_positive_set_negatives must be in [1, num_negatives="
           f"{num_negatives}], got {num_positive_set_negatives}")
     if num_positives < 1 or num_positives + 1 >= num_data:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"num_positives must be >= 1 and leave rows to draw negatives "
           f"from (num_positives + 1 < num_data={num_data}), got "
           f"{num_positives}")
     if agreement not in agreement_lib.AGREEMENTS:
-      raise ValueError(f"agreement must be one of "
-                       f"{agreement_lib.AGREEMENTS}, got '{agreement}'")
+      raise errors.InvalidValueError(
+          f"agreement must be one of "
+          f"{agreement_lib.AGREEMENTS}, got '{agreement}'")
     if resample_every_epochs < 0:
-      raise ValueError(f"resample_every_epochs must be >= 0, got "
-                       f"{resample_every_epochs}")
+      raise errors.InvalidValueError(f"resample_every_epochs must be >= 0, got "
+                                     f"{resample_every_epochs}")
     if block_size is not None and block_size < 1:
-      raise ValueError(f"block_size must be >= 1 or None, got {block_size}")
+      raise errors.InvalidValueError(
+          f"block_size must be >= 1 or None, got {block_size}")
     self.num_data = int(num_data)
     self.num_positives = int(num_positives)
     self.num_negatives = int(num_negatives)
@@ -262,7 +268,7 @@ class CMAObjective(base.Objective):
   def check_partition(self):
     """Raises ValueError unless Z was inherited from an AVID run."""
     if not float(keras.ops.convert_to_numpy(self.partition.value)) > 0:
-      raise ValueError(_MISSING_PARTITION)
+      raise errors.InvalidValueError(_MISSING_PARTITION)
 
   def refresh_due(self, epoch):
     """Whether the positive sets must be recomputed at the start of `epoch`.

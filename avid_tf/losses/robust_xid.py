@@ -54,6 +54,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from avid_tf import errors
 from avid_tf.losses import avid
 from avid_tf.losses import base
 from avid_tf.memory import memory_bank
@@ -218,30 +219,36 @@ class RobustXIDObjective(base.Objective):
     super().__init__(name=name, **kwargs)
     soft_targets = soft_targets or "none"
     if min(temperature, target_temperature, pair_temperature) <= 0:
-      raise ValueError(f"temperatures must be > 0, got temperature="
-                       f"{temperature}, target_temperature="
-                       f"{target_temperature}, pair_temperature="
-                       f"{pair_temperature}")
+      raise errors.InvalidValueError(
+          f"temperatures must be > 0, got temperature={temperature}, "
+          f"target_temperature={target_temperature}, pair_temperature="
+          f"{pair_temperature}")
     if num_negatives < 1:
-      raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+      raise errors.InvalidValueError(
+          f"num_negatives must be >= 1, got {num_negatives}")
     if candidates not in CANDIDATES:
-      raise ValueError(f"candidates must be one of {CANDIDATES}, got "
-                       f"'{candidates}'")
+      raise errors.InvalidValueError(
+          f"candidates must be one of {CANDIDATES}, got "
+          f"'{candidates}'")
     if soft_targets not in SOFT_TARGETS:
-      raise ValueError(f"soft_targets must be None or one of "
-                       f"{SOFT_TARGETS}, got '{soft_targets}'")
+      raise errors.InvalidValueError(f"soft_targets must be None or one of "
+                                     f"{SOFT_TARGETS}, got '{soft_targets}'")
     if weighting_start_epoch < 0:
-      raise ValueError(f"weighting_start_epoch must be >= 0, got "
-                       f"{weighting_start_epoch}")
+      raise errors.InvalidValueError(f"weighting_start_epoch must be >= 0, got "
+                                     f"{weighting_start_epoch}")
     if weight_scale <= 0:
-      raise ValueError(f"weight_scale must be > 0, got {weight_scale}")
+      raise errors.InvalidValueError(
+          f"weight_scale must be > 0, got {weight_scale}")
     if not 0.0 <= min_weight <= 1.0:
-      raise ValueError(f"min_weight must be in [0, 1], got {min_weight}")
+      raise errors.InvalidValueError(
+          f"min_weight must be in [0, 1], got {min_weight}")
     if not 0.0 <= statistics_momentum < 1.0:
-      raise ValueError(f"statistics_momentum must be in [0, 1), got "
+      raise errors.InvalidValueError(
+          f"statistics_momentum must be in [0, 1), got "
                        f"{statistics_momentum}")
     if not 0.0 <= target_mix <= 1.0:
-      raise ValueError(f"target_mix must be in [0, 1], got {target_mix}")
+      raise errors.InvalidValueError(
+          f"target_mix must be in [0, 1], got {target_mix}")
     self.temperature = float(temperature)
     self.num_negatives = int(num_negatives)
     self.candidates = candidates

@@ -18,6 +18,8 @@ tf.unique), so everything compiles under XLA.
 import keras
 import tensorflow as tf
 
+from avid_tf import errors
+
 _RNG_ALGORITHM = "philox"  # Fixed so CPU, GPU and XLA draw the same numbers.
 # Name of a bank's variable: its Keras path is "<bank layer name>/bank".
 BANK_VARIABLE_NAME = "bank"
@@ -175,10 +177,12 @@ class MemoryBank(keras.layers.Layer):
                **kwargs):
     super().__init__(name=name, **kwargs)
     if num_rows < 1 or dim < 1:
-      raise ValueError(f"memory bank {self.name}: num_rows and dim must be "
-                       f"positive, got num_rows={num_rows}, dim={dim}")
+      raise errors.InvalidValueError(
+          f"memory bank {self.name}: num_rows and dim must be "
+          f"positive, got num_rows={num_rows}, dim={dim}")
     if not 0.0 <= momentum < 1.0:
-      raise ValueError(f"memory bank {self.name}: momentum must be in [0, 1),"
+      raise errors.InvalidValueError(
+          f"memory bank {self.name}: momentum must be in [0, 1),"
                        f" got {momentum}")
     self.num_rows = int(num_rows)
     self.dim = int(dim)

@@ -23,6 +23,7 @@ from typing import Dict, Optional
 
 import keras
 
+from avid_tf import errors
 from avid_tf.models import layers as model_layers
 
 STAGE_CHANNELS = (64, 128, 256, 512)
@@ -138,8 +139,8 @@ class AudioConvNet(keras.Model):
         both `synchronized_bn` and `bn_virtual_batch_size`.
     """
     if depth not in SUPPORTED_DEPTHS:
-      raise ValueError(f"AudioConvNet depth must be one of "
-                       f"{list(SUPPORTED_DEPTHS)}, got {depth}")
+      raise errors.InvalidValueError(f"AudioConvNet depth must be one of "
+                                     f"{list(SUPPORTED_DEPTHS)}, got {depth}")
     super().__init__(name=name or "audio_conv_net", **kwargs)
     self.depth = int(depth)
     self.width_multiplier = model_layers.check_width_multiplier(

@@ -11,6 +11,7 @@ banks stay identical across replicas.
 import keras
 import tensorflow as tf
 
+from avid_tf import errors
 from avid_tf.memory import memory_bank
 
 VIDEO_BANK_NAME = "video_bank"
@@ -65,7 +66,8 @@ class AVModel(keras.Model):
                embedding_dim=128, seed=0, name="av_model", **kwargs):
     super().__init__(name=name, **kwargs)
     if weight_decay < 0:
-      raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+      raise errors.InvalidValueError(
+          f"weight_decay must be >= 0, got {weight_decay}")
     self.video_encoder = video_encoder
     self.audio_encoder = audio_encoder
     self.video_head = video_head

@@ -7,6 +7,7 @@ restore the wrong values).
 
 import gin
 
+from avid_tf import errors
 from avid_tf.losses import avid
 from avid_tf.losses import cma
 from avid_tf.losses import robust_xid
@@ -67,8 +68,9 @@ def build_objective(num_data, seed=0, name="avid"):
     ValueError: for an unknown name.
   """
   if name not in OBJECTIVES:
-    raise ValueError(f"Unknown objective '{name}' (build_objective.name); "
-                     f"choose one of {sorted(OBJECTIVES)}.")
+    raise errors.InvalidValueError(
+        f"Unknown objective '{name}' (build_objective.name); "
+        f"choose one of {sorted(OBJECTIVES)}.")
   return OBJECTIVES[name](num_data=num_data, seed=seed)
 
 

@@ -13,13 +13,14 @@ normalisation of the output one). The published head feeds
 all-positive features (ReLU, then max pooling) to plain Linear layers, so
 every gradient step moves all embeddings by nearly the same vector: at small
 scale the embeddings of all inputs then align within a few dozen steps (see
-the README, "Why the quickstart's heads use BatchNorm"). Normalising every
+docs/results.md, "Why the quickstart's heads use BatchNorm"). Normalising every
 layer over the batch removes that shared component.
 """
 
 import keras
 from keras import ops
 
+from avid_tf import errors
 from avid_tf.models import layers as model_layers
 
 # As torch.nn.functional.normalize: x / max(||x||, eps).
@@ -65,7 +66,7 @@ class ProjectionHead(keras.layers.Layer):
     """
     super().__init__(**kwargs)
     if hidden_dim < 1 or output_dim < 1 or num_hidden_layers < 0:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"ProjectionHead needs hidden_dim >= 1, output_dim >= 1 and "
           f"num_hidden_layers >= 0, got {hidden_dim}, {output_dim}, "
           f"{num_hidden_layers}")

@@ -22,6 +22,8 @@ import keras
 from keras import ops
 import tensorflow as tf
 
+from avid_tf import errors
+
 # PyTorch's BatchNorm default momentum 0.1 weights the *new* batch statistic;
 # Keras' momentum weights the *old* moving average, so 1 - 0.1 = 0.9.
 BN_MOMENTUM = 0.9
@@ -126,12 +128,14 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     if virtual_batch_size is not None:
       virtual_batch_size = int(virtual_batch_size)
       if virtual_batch_size < 1:
-        raise ValueError(f"virtual_batch_size must be >= 1 or None, got "
-                         f"{virtual_batch_size}")
+        raise errors.InvalidValueError(
+            f"virtual_batch_size must be >= 1 or None, got "
+            f"{virtual_batch_size}")
       if self.synchronized or self.renorm:
-        raise ValueError("virtual_batch_size cannot be combined with "
-                         "synchronized or renorm batch norm: groups are "
-                         "normalised on their own.")
+        raise errors.InvalidValueError(
+            "virtual_batch_size cannot be combined with "
+            "synchronized or renorm batch norm: groups are "
+            "normalised on their own.")
     self.virtual_batch_size = virtual_batch_size
 
   def call(self, inputs, training=None, mask=None):
@@ -488,6 +492,6 @@ def check_width_multiplier(width_multiplier: float) -> float:
   """Returns the multiplier as float or raises ValueError if not > 0."""
   width_multiplier = float(width_multiplier)
   if not width_multiplier > 0:
-    raise ValueError(
+    raise errors.InvalidValueError(
         f"width_multiplier must be > 0, got {width_multiplier}")
   return width_multiplier

@@ -32,6 +32,7 @@ from typing import Dict, Optional
 
 import keras
 
+from avid_tf import errors
 from avid_tf.models import layers as model_layers
 
 # Blocks per stage (conv2x, conv3x, conv4x, conv5x) for each depth.
@@ -211,8 +212,8 @@ class R2Plus1D(keras.Model):
         both `synchronized_bn` and `bn_virtual_batch_size`.
     """
     if depth not in BLOCKS_PER_STAGE:
-      raise ValueError(f"R2Plus1D depth must be one of "
-                       f"{sorted(BLOCKS_PER_STAGE)}, got {depth}")
+      raise errors.InvalidValueError(f"R2Plus1D depth must be one of "
+                                     f"{sorted(BLOCKS_PER_STAGE)}, got {depth}")
     super().__init__(name=name or f"r2plus1d_{depth}", **kwargs)
     self.depth = int(depth)
     self.width_multiplier = model_layers.check_width_multiplier(

@@ -17,6 +17,8 @@ import gin
 import keras
 from keras import ops
 
+from avid_tf import errors
+
 EPSILON_PLACEMENTS = ("pytorch", "keras")
 
 
@@ -79,8 +81,9 @@ def build_optimizer(learning_rate, epsilon=1e-8, epsilon_placement="pytorch",
     ValueError: for an unknown `epsilon_placement`.
   """
   if epsilon_placement not in EPSILON_PLACEMENTS:
-    raise ValueError(f"build_optimizer.epsilon_placement must be one of "
-                     f"{EPSILON_PLACEMENTS}, got '{epsilon_placement}'.")
+    raise errors.InvalidValueError(
+        f"build_optimizer.epsilon_placement must be one of "
+        f"{EPSILON_PLACEMENTS}, got '{epsilon_placement}'.")
   optimizer_class = (PyTorchAdam if epsilon_placement == "pytorch"
                      else keras.optimizers.Adam)
   return optimizer_class(learning_rate=learning_rate, beta_1=beta_1,

@@ -2,6 +2,8 @@
 
 import tensorflow as tf
 
+from avid_tf import errors
+
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
@@ -26,7 +28,8 @@ def get_strategy(name="default", devices=None):
     return tf.distribute.MirroredStrategy(devices=devices)
   if name == "multi_worker":
     return tf.distribute.MultiWorkerMirroredStrategy()
-  raise ValueError(f"Unknown strategy '{name}'; choose one of {STRATEGIES}.")
+  raise errors.InvalidValueError(
+      f"Unknown strategy '{name}'; choose one of {STRATEGIES}.")
 
 
 def is_chief(strategy):

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from avid_tf import errors
 from avid_tf.data import pipeline
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
@@ -63,10 +64,10 @@ class TrainSettings:
       checks.field(self, "train", name, checker, **kwargs)
 
     if not isinstance(self.dataset_dir, (str, os.PathLike)):
-      raise checks.BadValueError(
+      raise errors.InvalidValueError(
           f"train.dataset_dir must be a folder, got {self.dataset_dir!r}")
     if not isinstance(self.lr_decay_epochs, (tuple, list)):
-      raise checks.BadValueError(f"train.lr_decay_epochs must be a tuple of "
+      raise errors.InvalidValueError(f"train.lr_decay_epochs must be a tuple of "
                                  f"epochs, got {self.lr_decay_epochs!r}")
     object.__setattr__(self, "lr_decay_epochs", tuple(
         checks.number("train.lr_decay_epochs", epoch, low=0)
@@ -129,7 +130,7 @@ def _check_bn_groups(model, per_replica_batch):
   for encoder in (model.video_encoder, model.audio_encoder):
     size = getattr(encoder, "bn_virtual_batch_size", None)
     if size and per_replica_batch % size:
-      raise ValueError(
+      raise errors.InvalidValueError(
           f"The per-replica batch of {per_replica_batch} clips is not a "
           f"multiple of build_encoders.bn_virtual_batch_size = {size}; "
           "choose train.batch_size and the device count to make it one.")
@@ -284,7 +285,7 @@ def train(model_dir,
     callbacks_lib.NonFiniteLossError: when the loss becomes NaN or infinite.
     ValueError: a per-replica batch that is not a multiple of
       `build_encoders.bn_virtual_batch_size`.
-    checks.BadValueError: an argument of the wrong type or out of range
+    errors.InvalidValueError: an argument of the wrong type or out of range
       (a `UserError` naming the binding).
   """
   settings = TrainSettings(

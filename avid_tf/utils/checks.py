@@ -10,10 +10,6 @@ import numbers
 from avid_tf import errors
 
 
-class BadValueError(errors.UserError, ValueError):
-  """A value of the wrong type or out of range, naming its binding or flag."""
-
-
 def integer(name, value, minimum=None, optional=False):
   """Returns `value` as an int.
 
@@ -24,7 +20,7 @@ def integer(name, value, minimum=None, optional=False):
     optional: also accept None (returned as is).
 
   Raises:
-    BadValueError: a non-integer (a bool, a float, a string) or a value
+    errors.InvalidValueError: a non-integer (a bool, a float, a string) or a value
       below `minimum`.
   """
   if optional and value is None:
@@ -32,7 +28,7 @@ def integer(name, value, minimum=None, optional=False):
   if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
       or (minimum is not None and value < minimum)):
     bound = "" if minimum is None else f" >= {minimum}"
-    raise BadValueError(
+    raise errors.InvalidValueError(
         f"{name} must be an integer{bound}, got {value!r}")
   return int(value)
 
@@ -50,7 +46,7 @@ def number(name, value, low=None, high=None, low_open=False,
     high_open: exclude `high` itself.
 
   Raises:
-    BadValueError: a non-number or a value out of range.
+    errors.InvalidValueError: a non-number or a value out of range.
   """
   ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
   if ok and low is not None:
@@ -64,7 +60,7 @@ def number(name, value, low=None, high=None, low_open=False,
     if high is not None:
       bounds.append(f"{'<' if high_open else '<='} {high:g}")
     where = " " + " and ".join(bounds) if bounds else ""
-    raise BadValueError(f"{name} must be a number{where}, got {value!r}")
+    raise errors.InvalidValueError(f"{name} must be a number{where}, got {value!r}")
   return float(value)
 
 
@@ -72,10 +68,10 @@ def choice(name, value, choices):
   """Returns `value` when it is one of `choices`.
 
   Raises:
-    BadValueError: any other value, listing the choices.
+    errors.InvalidValueError: any other value, listing the choices.
   """
   if value not in choices:
-    raise BadValueError(f"{name} must be one of {list(choices)}, got "
+    raise errors.InvalidValueError(f"{name} must be one of {list(choices)}, got "
                            f"{value!r}")
   return value
 
@@ -84,10 +80,10 @@ def boolean(name, value):
   """Returns `value` when it is a bool.
 
   Raises:
-    BadValueError: any other value.
+    errors.InvalidValueError: any other value.
   """
   if not isinstance(value, bool):
-    raise BadValueError(f"{name} must be True or False, got {value!r}")
+    raise errors.InvalidValueError(f"{name} must be True or False, got {value!r}")
   return value
 
 
@@ -95,14 +91,14 @@ def numbers_pair(name, value, low=None):
   """Returns a (min, max) pair of numbers with min <= max, as floats.
 
   Raises:
-    BadValueError: anything else, or a bound below `low`.
+    errors.InvalidValueError: anything else, or a bound below `low`.
   """
   if (not isinstance(value, (tuple, list)) or len(value) != 2
       or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
                  for v in value)
       or value[0] > value[1] or (low is not None and value[0] < low)):
     bound = "" if low is None else f", both >= {low:g}"
-    raise BadValueError(
+    raise errors.InvalidValueError(
         f"{name} must be a pair (min, max) of numbers with min <= max"
         f"{bound}, got {value!r}")
   return (float(value[0]), float(value[1]))
@@ -119,7 +115,7 @@ def field(settings, builder, name, checker, **kwargs):
     **kwargs: the checker's bounds or choices.
 
   Raises:
-    BadValueError: naming `<builder>.<name>`.
+    errors.InvalidValueError: naming `<builder>.<name>`.
   """
   object.__setattr__(settings, name, checker(
       f"{builder}.{name}", getattr(settings, name), **kwargs))
