@@ -11,6 +11,7 @@ from studies import claims
 from studies import claims_plan
 from studies import claims_study
 from studies import latent_training
+from conftest import run_script
 
 TINY_SCALE = claims_plan.Scale(num_train=512, num_test=400, epochs=30,
                                batch_size=32)
@@ -142,8 +143,6 @@ def test_defaults_and_quick_plan():
 
 
 def test_script_writes_report_with_stubbed_study(tmp_path, monkeypatch):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  import importlib.util  # pylint: disable=g-import-not-at-top
   seen = {}
 
   def fake_run_study(study, plan):
@@ -151,24 +150,18 @@ def test_script_writes_report_with_stubbed_study(tmp_path, monkeypatch):
     return {"claims": [], "verdicts": {}}
 
   monkeypatch.setattr(claims_study, "run_study", fake_run_study)
-  path = os.path.join(os.path.dirname(__file__), "..", "scripts",
-                      "claims_study.py")
-  spec = importlib.util.spec_from_file_location("claims_study_script", path)
-  script = importlib.util.module_from_spec(spec)
-  saved = flags.FLAGS
-  flags.FLAGS = flags.FlagValues()
-  try:
-    spec.loader.exec_module(script)
-    flags.FLAGS([path, f"--work_dir={tmp_path}", "--quick", "--seed=5",
-                 "--seed=6", "--faulty_positive_rate=0.2",
-                 "--claim=weights_auc", "--gin_bindings=a.b = 1"])
-    script.main([])
-  finally:
-    flags.FLAGS = saved
+  result = run_script("claims_study.py", f"--work_dir={tmp_path}", "--quick",
+                      "--seed=5", "--seed=6", "--faulty_positive_rate=0.2",
+                      "--claim=weights_auc", "--gin_bindings=a.b = 1",
+                      check=True)
+  assert result.returncode == 0, result.stderr
   assert seen["plan"].seeds == (5, 6) and seen["plan"].rates == (0.2,)
   assert seen["plan"].claims == ("weights_auc",)
   assert seen["study"].gin_bindings == ("a.b = 1",)
   assert seen["study"].scale == claims_study.QUICK_SCALE
+  bad = run_script("claims_study.py", f"--work_dir={tmp_path}", "--seed=5")
+  assert bad.returncode == 1
+  assert bad.stderr.strip().splitlines()[-1].startswith("Error: --seed")
 
 
 def test_a_second_stage_starts_from_its_parent_in_the_same_process(tmp_path):
