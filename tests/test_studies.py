@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 
+from avid_tf import quickstart
 from avid_tf import runs
 from studies import avid_variants
 from studies import cma
