@@ -18,6 +18,7 @@ import numpy as np
 
 from avid_tf import errors
 from avid_tf.eval import plots
+from avid_tf.losses import robust_xid
 from avid_tf.utils import files
 
 from studies import claims
@@ -29,7 +30,6 @@ from studies import latent_training
 RESULT_FILE = "result.json"
 # Bumped when what a run's figures mean changes.
 EVALUATION_VERSION = 1
-WEIGHTED_OBJECTIVE = "robust_xid"
 
 
 def log(message):
@@ -160,8 +160,7 @@ def _figures(run, configured, data):
   """Held-out figures of a run, plus its weights' or positive sets'."""
   model = configured.model
   figures = latent_eval.transfer_figures(model, data)
-  uses_weights = model.objective.__class__.__module__.endswith(
-      WEIGHTED_OBJECTIVE)
+  uses_weights = isinstance(model.objective, robust_xid.RobustXIDObjective)
   if uses_weights and data.config.faulty_positive_rate > 0:
     figures.update(latent_eval.weight_aucs(model, data))
   if run.variant == "avid_cross":
