@@ -101,17 +101,17 @@ def steps_per_epoch(num_train, batch_size):
   return steps
 
 
-def visit_stream(data, batch_size, seed, start_step=0):
+def visit_stream(data, batch_size, seed):
   """The training batches: a pure function of (seed, step).
 
-  Epoch e visits every instance once in a permutation keyed by (seed, e);
-  each visit adds fresh Gaussian noise keyed by (seed, step).
+  Epoch e visits every instance once in a permutation keyed by (seed, e),
+  drawn once per epoch; each visit adds fresh Gaussian noise keyed by
+  (seed, step).
 
   Args:
     data: a `latent_data.LatentData`.
     batch_size: instances per batch.
     seed: the run's seed.
-    start_step: first step of the stream.
 
   Returns:
     An infinite `tf.data.Dataset` of {"video", "audio", "index"}.
@@ -122,24 +122,26 @@ def visit_stream(data, batch_size, seed, start_step=0):
   observations = {"video": tf.constant(train.video),
                   "audio": tf.constant(train.audio)}
   noise_std = dict(zip(("video", "audio"), data.noise_std))
+  seed = tf.constant(seed, tf.int64)
 
-  def batch(step):
-    epoch = step // per_epoch
+  def epoch_batches(epoch):
     order = tf.random.experimental.stateless_shuffle(
-        tf.range(num_train), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
-    start = (step % per_epoch) * batch_size
-    index = order[start:start + batch_size]
+        tf.range(num_train), seed=tf.stack([seed, epoch]))
+    return tf.data.Dataset.from_tensor_slices(
+        tf.reshape(order[:per_epoch * batch_size], [per_epoch, batch_size]))
+
+  def noisy_batch(step, index):
     out = {"index": index}
     for n, modality in enumerate(("video", "audio")):
       rows = tf.gather(observations[modality], index)
       noise = tf.random.stateless_normal(
-          tf.shape(rows), seed=tf.stack([2 * step + n,
-                                         tf.cast(seed, tf.int64)]))
+          tf.shape(rows), seed=tf.stack([2 * step + n, seed]))
       out[modality] = rows + noise_std[modality] * noise
     return out
 
-  return (tf.data.Dataset.counter(start_step)
-          .map(batch, num_parallel_calls=tf.data.AUTOTUNE,
+  indices = tf.data.Dataset.counter().flat_map(epoch_batches)
+  return (tf.data.Dataset.zip((tf.data.Dataset.counter(), indices))
+          .map(noisy_batch, num_parallel_calls=tf.data.AUTOTUNE,
                deterministic=True)
           .prefetch(4))
 

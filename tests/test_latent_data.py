@@ -108,3 +108,26 @@ def test_informativeness_sets_how_much_the_class_explains():
 def test_invalid_config_raises(field, value):
   with pytest.raises(ValueError, match=field):
     latent_data.LatentDataConfig(**{field: value})
+
+
+def test_visit_stream_visits_each_instance_once_per_epoch_with_fresh_noise():
+  from studies import latent_training  # pylint: disable=g-import-not-at-top
+  data = latent_data.make_latent_data(
+      dataclasses.replace(SMALL, num_train=300, num_test=50), seed=0)
+  batches = [{k: v.numpy() for k, v in b.items()} for b in
+             latent_training.visit_stream(data, 64, seed=3).take(8)]
+  epochs = [np.concatenate([b["index"] for b in batches[e * 4:e * 4 + 4]])
+            for e in range(2)]
+  for visited in epochs:
+    assert len(set(visited.tolist())) == 256  # 4 whole batches, no repeat
+  assert not np.array_equal(epochs[0], epochs[1])
+  first = batches[0]
+  noise = first["video"] - data.train.video[first["index"]]
+  assert noise.std() == pytest.approx(data.noise_std[0], rel=0.1)
+  again = next(iter(latent_training.visit_stream(data, 64, seed=3)))
+  np.testing.assert_array_equal(again["video"].numpy(), first["video"])
+  # The same instance visited in the next epoch gets other noise.
+  i = first["index"][0]
+  later = [b for b in batches[4:] if i in b["index"]][0]
+  row = later["video"][list(later["index"]).index(i)]
+  assert not np.allclose(row, first["video"][0])
