@@ -19,6 +19,7 @@ import tensorflow as tf
 from avid_tf.models import builders
 from avid_tf.training import checkpointing
 from avid_tf.training import gin_utils
+from avid_tf.training import global_state
 from avid_tf.training import optimizers
 from avid_tf.training import run_info
 
@@ -223,7 +224,8 @@ def configure_run(data, seed, gin_files=(), gin_bindings=(), init_from=None):
   Returns:
     A `ConfiguredRun`.
   """
-  with gin_utils.isolated_config():
+  # build_model reseeds Keras; the caller's random state is put back.
+  with gin_utils.isolated_config(), global_state.restored():
     gin_utils.parse_gin(gin_files, gin_bindings)
     model, optimizer, schedule = build_model(data, seed)
     operative_config = gin.operative_config_str()
