@@ -70,14 +70,20 @@ def test_summary_has_the_documented_keys_and_sane_values(toy_run):
   # 4 held-out videos: every accuracy and recall counts them.
   assert written["num_val_videos"] == 4
   for key in SUMMARY_KEYS:
-    if key.startswith(("linear_probe", "random_init", "retrieval")):
+    if key.startswith(("linear_probe", "random_init", "retrieval_v2a_r1",
+                       "retrieval_a2v_r1")):
       assert written[key] * 4 == pytest.approx(round(written[key] * 4)), key
+  # R@5 of 4 videos is 1 whatever the model: not applicable.
+  assert written["retrieval_v2a_r5"] is None
   assert written["retrieval_chance_r1"] == pytest.approx(
       1.0 / written["num_val_videos"])
+  # 2 balanced classes of 2 held-out videos each.
+  assert written["linear_probe_chance"] == 0.5
   assert written["total_seconds"] >= written["train_seconds"] > 0
   assert summary["export_dir"] == written["export_dir"]
   table = quickstart.format_table(summary)
   assert "linear probe, video top-1" in table and "retrieval v->a" in table
+  assert "R@5 n/a" in table and "chance" in table
 
 
 @pytest.mark.slow
