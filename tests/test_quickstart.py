@@ -10,6 +10,7 @@ import pytest
 from avid_tf import errors
 from avid_tf import quickstart
 from avid_tf.data import schema
+from avid_tf.eval import report
 from avid_tf.export import saved_model
 from avid_tf.training import gin_utils
 
@@ -84,6 +85,14 @@ def test_summary_has_the_documented_keys_and_sane_values(toy_run):
   table = quickstart.format_table(summary)
   assert "linear probe, video top-1" in table and "retrieval v->a" in table
   assert "R@5 n/a" in table and "chance" in table
+  # scripts/report.py reads the work folder: the summary and the run.
+  gathered = report.gather_run(work_dir)
+  assert gathered["figures"]["quickstart avid probe video"] == {
+      "value": written["linear_probe_video_top1"], "chance": 0.5,
+      "source": "summary.json"}
+  assert gathered["figures"]["quickstart avid retrieval v2a R@5"][
+      "value"] is None
+  assert gathered["training"]["model"]["steps"] == 2
 
 
 @pytest.mark.slow
