@@ -117,11 +117,10 @@ def stage_settings(dataset_dir, gin_files, gin_bindings=(), init_from=None):
     inside = os.path.commonpath([path, root]) == root
     return os.path.relpath(path, root) if inside else path
 
-  return {"dataset_dir": os.path.abspath(dataset_dir),
+  return {"dataset_dir": settings_record.absolute(dataset_dir),
           "gin_files": [name(path) for path in gin_files],
           "gin_bindings": list(gin_bindings),
-          "init_from": None if init_from is None else os.path.abspath(
-              init_from)}
+          "init_from": settings_record.absolute(init_from)}
 
 
 def check_stage(model_dir, dataset_dir, gin_files, gin_bindings=(),

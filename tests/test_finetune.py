@@ -138,7 +138,8 @@ def test_top5_of_4_classes_is_not_applicable_and_chance_is_reported():
   assert scores["chance_top1"] == pytest.approx(3 / 5)
   assert scores["chance_top5"] is None
   assert scores["video_top1"] * 5 == round(scores["video_top1"] * 5)
-  summary = {"folds": {"1": scores}, "mean": finetune._mean_scores([scores])}  # pylint: disable=protected-access
+  mean = finetune._mean_scores([scores])  # pylint: disable=protected-access
+  summary = {"folds": {"1": scores}, "mean": mean}
   printed = finetune.format_summary(summary)
   assert "video top-5 n/a" in printed and "(chance 60.0%)" in printed
 

@@ -31,7 +31,8 @@ def test_report_of_two_runs(tiny_run_dir, tiny_dataset_dir, tmp_path):
     written = json.load(f)
   with open(os.path.join(runs[0], "retrieval", "retrieval.json")) as f:
     retrieval = json.load(f)
-  with open(os.path.join(runs[1], "probe_audio", probe_runner.REPORT_FILE)) as f:
+  with open(os.path.join(runs[1], "probe_audio",
+                         probe_runner.REPORT_FILE)) as f:
     probe = json.load(f)
   first, second = written["runs"]
   v2a = first["figures"]["retrieval v2a R@1"]

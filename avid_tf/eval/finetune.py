@@ -432,7 +432,7 @@ def _settings(clips, schedule, **arguments):
 
   The folds themselves are not part of it: a rerun may add folds.
   """
-  settings = {key: os.path.abspath(value) if value is not None and key in (
+  settings = {key: settings_record.absolute(value) if key in (
       "init", "dataset_dir", "split_csv_dir", "tfds_data_dir") else value
               for key, value in arguments.items()}
   settings.update(clips=dataclasses.asdict(clips),

@@ -53,13 +53,13 @@ def _record_settings(output_dir, model_dir, modality, random_init,
     settings_record.SettingsMismatchError: the folder holds a probe of
       other settings; nothing is written.
   """
-  settings = {key: os.path.abspath(value) if value is not None and (
-      key.endswith(("_dir", "_csv"))) else value
+  settings = {key: settings_record.absolute(value)
+              if key.endswith(("_dir", "_csv")) else value
               for key, value in options.items()}
   settings.update(
-      model_dir=os.path.abspath(model_dir), modality=modality,
+      model_dir=settings_record.absolute(model_dir), modality=modality,
       random_init=bool(random_init),
-      checkpoint=None if random_init else os.path.abspath(
+      checkpoint=None if random_init else settings_record.absolute(
           runs.open_run(model_dir).checkpoint(checkpoint)))
   if modality == "video":
     settings["train_stage_probe"] = gin.get_bindings(

@@ -27,6 +27,14 @@ def normalized(settings):
   return json.loads(json.dumps(settings))
 
 
+def absolute(path):
+  """A local path made absolute (a rerun from another folder matches); a
+  URL-like path ("gs://...", "ram://...") or None as it is."""
+  if path is None or "://" in str(path):
+    return path
+  return os.path.abspath(path)
+
+
 def differences(recorded, settings):
   """'key <recorded> there, <now> now' for every key whose value differs."""
   return [f"{key} {recorded.get(key)!r} there, {settings.get(key)!r} now"
