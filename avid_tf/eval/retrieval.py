@@ -261,6 +261,7 @@ def format_report(report):
   """The console lines of a `retrieval_report`: each figure beside its
   chance level, "n/a" (and why) where it is not applicable."""
   lines = [f"{report['num_items']} items"]
+  reasons = {}
   for level in ("instance", "class"):
     for direction, values in report.get(level, {}).items():
       figures = []
@@ -272,5 +273,5 @@ def format_report(report):
             value, values["chance"].get(name)))
       lines.append(f"{level} {direction}: " + ", ".join(figures))
       for name, reason in values.get("not_applicable", {}).items():
-        lines.append(f"  R@{name[1:]} n/a: {reason}")
-  return "\n".join(lines)
+        reasons[f"R@{name[1:]} n/a: {reason}"] = None
+  return "\n".join(lines + list(reasons))
