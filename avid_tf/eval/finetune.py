@@ -417,7 +417,7 @@ def finetune_fold(fold_data, source, fold_dir, init, random_init, clips,
 
 def _mean_scores(results):
   """The mean over folds of every figure and chance level."""
-  mean = {key: _mean(r[key] for r in results)
+  mean = {key: _mean(r.get(key) for r in results)
           for key in METRICS + tuple(f"chance_top{k}" for k in TOP_KS)}
   reasons = {}
   for result in results:
