@@ -14,7 +14,6 @@ Methods (`run_quickstart(method=...)`) and their training stages:
 The Cross-AVID stage of "cma" is the "avid" run of the same work folder.
 """
 
-import json
 import os
 import time
 
@@ -25,6 +24,7 @@ from avid_tf import errors
 from avid_tf.data import ingest
 from avid_tf.data import schema
 from avid_tf.data import synthetic
+from avid_tf.eval import chance
 from avid_tf.eval import frozen_evaluation
 from avid_tf.eval import plots
 from avid_tf.export import saved_model
@@ -32,10 +32,13 @@ from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
 from avid_tf.utils import checks
 from avid_tf.utils import files
+from avid_tf.utils import settings_record
 
 QUICKSTART_GIN = os.path.join(gin_utils.GIN_ROOT, "quickstart.gin")
 DATASET_NAME = "synthetic"
 SETTINGS_FILE = "quickstart_settings.json"
+# A training stage's record in its run folder (`check_stage`).
+STAGE_SETTINGS_FILE = "stage_settings.json"
 # method -> its stages in order: (model folder in the work folder, gin file
 # relative to gin/). A stage starts from the previous stage's run.
 METHODS = {
@@ -72,22 +75,14 @@ def prepare_dataset(work_dir, num_classes=10, videos_per_class=40,
     The dataset folder.
 
   Raises:
-    ValueError: `work_dir` holds a dataset made with other settings.
+    settings_record.SettingsMismatchError: `work_dir` holds a dataset made
+      with other settings.
   """
   settings = dict(num_classes=num_classes, videos_per_class=videos_per_class,
                   val_fraction=val_fraction, duration=duration, size=size,
                   faulty_positive_rate=faulty_positive_rate, seed=seed)
-  os.makedirs(work_dir, exist_ok=True)
-  settings_path = os.path.join(work_dir, SETTINGS_FILE)
-  if os.path.isfile(settings_path):
-    with open(settings_path) as f:
-      recorded = json.load(f)
-    if recorded != settings:
-      changed = sorted(k for k in settings if recorded.get(k) != settings[k])
-      raise errors.InvalidValueError(
-          f"{work_dir} holds synthetic data made with other settings "
-          f"({', '.join(changed)}); use another --work_dir.")
-  files.write_json(settings_path, settings)
+  settings_record.record_or_check(work_dir, settings, "synthetic data",
+                                  file_name=SETTINGS_FILE)
   video_root = os.path.join(work_dir, "synthetic")
   labels_csv = os.path.join(video_root, synthetic.LABELS_FILE)
   if not os.path.isfile(labels_csv):
@@ -109,25 +104,70 @@ def prepare_dataset(work_dir, num_classes=10, videos_per_class=40,
   return dataset_dir
 
 
+def stage_settings(dataset_dir, gin_files, gin_bindings=(), init_from=None):
+  """What a training stage's results depend on, as its record holds them.
+
+  Gin files inside the clone's gin/ folder are named relative to it, so a
+  moved clone still matches its runs.
+  """
+  root = gin_utils.GIN_ROOT
+
+  def name(path):
+    path = os.path.abspath(path)
+    inside = os.path.commonpath([path, root]) == root
+    return os.path.relpath(path, root) if inside else path
+
+  return {"dataset_dir": settings_record.absolute(dataset_dir),
+          "gin_files": [name(path) for path in gin_files],
+          "gin_bindings": list(gin_bindings),
+          "init_from": settings_record.absolute(init_from)}
+
+
+def check_stage(model_dir, dataset_dir, gin_files, gin_bindings=(),
+                init_from=None):
+  """Records a stage's settings in its run folder, or checks the record.
+
+  Raises:
+    settings_record.SettingsMismatchError: the folder holds a run trained
+      with another recipe, dataset or starting point.
+  """
+  settings_record.record_or_check(
+      model_dir, stage_settings(dataset_dir, gin_files, gin_bindings,
+                                init_from),
+      "a training run", file_name=STAGE_SETTINGS_FILE)
+
+
+def train_stage(model_dir, dataset_dir, gin_files, gin_bindings=(),
+                init_from=None):
+  """Trains (or resumes) one run of a recipe; returns its train summary.
+
+  The gin files and bindings are parsed in isolation (the caller's
+  configuration is left as it was); a run folder of other settings is
+  refused (`check_stage`) before anything is trained.
+  """
+  check_stage(model_dir, dataset_dir, gin_files, gin_bindings, init_from)
+  with gin_utils.isolated_config():
+    gin_utils.parse_gin(list(gin_files), list(gin_bindings))
+    return train_lib.train(model_dir, dataset_dir=dataset_dir,
+                           init_from=init_from)
+
+
 def train_stages(work_dir, dataset_dir, method="avid", gin_files=(),
                  gin_bindings=()):
   """Trains every stage of a method; returns [(model_dir, train summary)].
 
-  Each stage parses its own gin file, then `gin_files` and `gin_bindings`,
-  in isolation (the caller's configuration is left as it was), and starts
-  from the previous stage's run. Finished stages resume at their last step,
-  so nothing is trained twice.
+  Each stage parses its own gin file, then `gin_files` and `gin_bindings`
+  (`train_stage`), and starts from the previous stage's run. Finished
+  stages resume at their last step, so nothing is trained twice.
   """
   stages = []
   previous = None
   for stage, (folder, _) in enumerate(METHODS[method]):
     model_dir = os.path.join(work_dir, folder)
-    with gin_utils.isolated_config():
-      gin_utils.parse_gin([stage_gin_file(method, stage), *gin_files],
-                          gin_bindings)
-      _log(f"training {folder} ({METHODS[method][stage][1]})")
-      summary = train_lib.train(model_dir, dataset_dir=dataset_dir,
-                                init_from=previous)
+    _log(f"training {folder} ({METHODS[method][stage][1]})")
+    summary = train_stage(model_dir, dataset_dir,
+                          [stage_gin_file(method, stage), *gin_files],
+                          gin_bindings, init_from=previous)
     stages.append((model_dir, summary))
     previous = model_dir
   return stages
@@ -208,7 +248,6 @@ def run_quickstart(work_dir, method="avid", gin_files=(), gin_bindings=(),
           random_figures["linear_probe_video_top1"],
       "random_init_linear_probe_audio_top1":
           random_figures["linear_probe_audio_top1"],
-      "retrieval_chance_r1": 1.0 / len(val["label"]),
       "method": method,
       "train_seconds": sum(s["train_seconds"] for _, s in stages),
       "train_steps": train_summary["steps"],
@@ -279,30 +318,30 @@ def _method_figures(method, stages, dataset, eval_batch_size, eval_clips):
 
 def format_table(summary):
   """Returns the human-readable results table of a quickstart summary."""
+  pct = chance.format_figure
+  probe_chance = pct(summary.get("linear_probe_chance"))
   rows = [
-      ("", "pretrained", "random init"),
-      ("linear probe, video top-1",
-       f"{summary['linear_probe_video_top1']:.1%}",
-       f"{summary['random_init_linear_probe_video_top1']:.1%}"),
-      ("linear probe, audio top-1",
-       f"{summary['linear_probe_audio_top1']:.1%}",
-       f"{summary['random_init_linear_probe_audio_top1']:.1%}"),
+      ("", "pretrained", "random init", "chance"),
+      ("linear probe, video top-1", pct(summary["linear_probe_video_top1"]),
+       pct(summary["random_init_linear_probe_video_top1"]), probe_chance),
+      ("linear probe, audio top-1", pct(summary["linear_probe_audio_top1"]),
+       pct(summary["random_init_linear_probe_audio_top1"]), probe_chance),
   ]
   if "avid_stage" in summary:
     stage = summary["avid_stage"]
-    rows.insert(1, ("", "(after CMA)", ""))
+    rows.insert(1, ("", "(after CMA)", "", ""))
     rows += [("after the AVID stage: video",
-              f"{stage['linear_probe_video_top1']:.1%}", ""),
+              pct(stage["linear_probe_video_top1"]), "", probe_chance),
              ("after the AVID stage: audio",
-              f"{stage['linear_probe_audio_top1']:.1%}", "")]
-  lines = [f"{a:<28}{b:>12}{c:>14}" for a, b, c in rows]
-  chance = summary["retrieval_chance_r1"]
+              pct(stage["linear_probe_audio_top1"]), "", probe_chance)]
+  lines = [f"{a:<28}{b:>12}{c:>14}{d:>10}" for a, b, c, d in rows]
+  lines += [""] + [
+      f"retrieval {arrow} R@1 {pct(summary[f'retrieval_{key}_r1'])}  R@5 "
+      f"{pct(summary[f'retrieval_{key}_r5'])}"
+      for arrow, key in (("v->a", "v2a"), ("a->v", "a2v"))]
   lines += [
-      "",
-      f"retrieval v->a R@1 {summary['retrieval_v2a_r1']:.1%}  R@5 "
-      f"{summary['retrieval_v2a_r5']:.1%}",
-      f"retrieval a->v R@1 {summary['retrieval_a2v_r1']:.1%}  R@5 "
-      f"{summary['retrieval_a2v_r5']:.1%}   (chance R@1 {chance:.1%})",
+      f"retrieval chance: R@1 {pct(summary['retrieval_chance_r1'])}  R@5 "
+      f"{pct(summary.get('retrieval_chance_r5'))}",
       f"{summary['num_videos']} videos; training: " + ", ".join(
           f"{os.path.basename(stage['model_dir'])} {stage['train_steps']} "
           f"steps in {stage['train_seconds']:.0f} s"

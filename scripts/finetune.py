@@ -6,12 +6,12 @@ Example (the three official UCF-101 splits, 8 frames):
     --dataset_dir=/data/ucf101/1.0.0 --split_csv_dir=/data/ucf101/splits \
     --output_dir=/runs/avid_kinetics/ucf101_8f
 
-Writes <output_dir>/summary.json (video_top1, video_top5, clip_top1 per fold
-and their mean), per-fold checkpoints, results and TensorBoard logs; a rerun
-continues where it stopped.
+Writes <output_dir>/summary.json (video_top1, video_top5, clip_top1,
+clip_top5 and their chance levels per fold and their mean; top-5 of 5 or
+fewer classes is null, "n/a"), per-fold checkpoints, results and TensorBoard
+logs, and finetune_settings.json; a rerun with the same settings continues
+where it stopped, one with other settings is refused.
 """
-
-import json
 
 from absl import flags
 
@@ -80,8 +80,7 @@ def main(argv):
       dataset_dir=_DATASET_DIR.value, tfds_name=_TFDS_NAME.value,
       split_csv_dir=_SPLIT_CSV_DIR.value, tfds_data_dir=_TFDS_DATA_DIR.value,
       **options)
-  print(json.dumps({"folds": summary["folds"], "mean": summary["mean"]},
-                   indent=1))
+  print(finetune.format_summary(summary))
 
 
 if __name__ == "__main__":

@@ -15,12 +15,14 @@ cross-validated over its folds:
     --folds_csv=/data/ESC-50/meta/esc50.csv \
     --output_dir=/runs/avid_kinetics/probe_esc50
 
-Writes <output_dir>/linear_probe.json. Training settings of the video probe
-are gin bindings of `train_stage_probe` (epochs, learning_rate, milestones,
-gamma, stages, grids).
+Writes <output_dir>/linear_probe.json (every stage's figures, none picked,
+and the chance level) and linear_probe_settings.json; a rerun into the
+folder with other settings (--random_init, another model, checkpoint,
+dataset or schedule) is refused before anything is written. Training
+settings of the video probe are gin bindings of `train_stage_probe`
+(epochs, learning_rate, milestones, gamma, stages, grids).
 """
 
-import json
 import os
 
 from absl import flags
@@ -32,8 +34,6 @@ from avid_tf.eval import sklearn_probe
 from avid_tf.eval import probe_runner
 from avid_tf.training import gin_utils
 from avid_tf.utils import files
-
-REPORT_FILE = "linear_probe.json"
 
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None,
@@ -97,21 +97,21 @@ def main(argv):
   common = dict(train_split=_TRAIN_SPLIT.value, test_split=_TEST_SPLIT.value,
                 num_clips=_NUM_CLIPS.value, batch_size=_BATCH_SIZE.value,
                 random_init=_RANDOM_INIT.value, checkpoint=_CHECKPOINT.value,
-                seed=_SEED.value)
-  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
+                seed=_SEED.value, dataset_dir=_DATASET_DIR.value,
+                output_dir=_OUTPUT_DIR.value)
   if _MODALITY.value == "video":
     if _DATASET_DIR.value is None:
       raise errors.InvalidValueError("The video probe needs --dataset_dir.")
-    report = probe_runner.video_probe(_MODEL_DIR.value, _DATASET_DIR.value,
-                                      _OUTPUT_DIR.value, **common)
+    report = probe_runner.video_probe(_MODEL_DIR.value, **common)
   else:
     report = probe_runner.audio_probe(
-        _MODEL_DIR.value, dataset_dir=_DATASET_DIR.value,
-        audio_dir=_AUDIO_DIR.value, folds_csv=_FOLDS_CSV.value,
-        classifier=_CLASSIFIER.value, C=_C.value,
+        _MODEL_DIR.value, audio_dir=_AUDIO_DIR.value,
+        folds_csv=_FOLDS_CSV.value, classifier=_CLASSIFIER.value, C=_C.value,
         stages=tuple(_AUDIO_FEATURES.value), **common)
-  files.write_json(os.path.join(_OUTPUT_DIR.value, REPORT_FILE), report)
-  print(json.dumps(report, indent=1))
+  path = os.path.join(_OUTPUT_DIR.value, probe_runner.REPORT_FILE)
+  files.write_json(path, report)
+  print(probe_runner.format_report(report))
+  print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ Examples:
 
 Writes retrieval.json: instance Recall@k v->a and a->v and, when the
 videos have labels, class-level Recall@k and mAP v->v, a->a (query left
-out), v->a and a->v (see avid_tf/eval/retrieval.py for the conventions).
+out), v->a and a->v, each with its chance level; Recall@k with k >= the
+keys ranked is null ("n/a"), with the reason (see
+avid_tf/eval/retrieval.py for the conventions).
 """
 
-import json
 import os
 
 from absl import flags
@@ -122,7 +123,8 @@ def main(argv):
   os.makedirs(output_dir, exist_ok=True)
   path = os.path.join(output_dir, RESULT_FILE)
   files.write_json(path, report)
-  print(json.dumps({"output": path, "instance": report["instance"]}))
+  print(retrieval.format_report(report))
+  print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ import os
 import numpy as np
 
 from avid_tf import errors
+from avid_tf import quickstart
 from avid_tf.data import schema
 from avid_tf.eval import frozen_evaluation
 from avid_tf.eval import plots
-from avid_tf.training import gin_utils
-from avid_tf.training import train_lib
 from avid_tf.utils import files
 
 
@@ -45,7 +44,9 @@ def train_and_evaluate(run_dir, dataset_dir, gin_files, gin_bindings=(),
   Args:
     run_dir: the variant's model_dir.
     dataset_dir: the study's dataset.
-    gin_files: the variant's gin files, parsed in isolation.
+    gin_files: the variant's gin files, parsed in isolation. A run folder
+      trained with other files, bindings, dataset or `init_from` is refused
+      (`quickstart.check_stage`), its cached result included.
     gin_bindings: bindings applied after them.
     init_from: optional earlier run to start from (staged variants).
     epoch_keys: epoch-level values of the run to report (their last value),
@@ -57,6 +58,8 @@ def train_and_evaluate(run_dir, dataset_dir, gin_files, gin_bindings=(),
     Dict of FIGURES plus train_steps, train_seconds, the epoch keys and
     "evaluation" (the version and clips the figures were computed with).
   """
+  quickstart.check_stage(run_dir, dataset_dir, gin_files, gin_bindings,
+                         init_from)
   result_path = os.path.join(run_dir, RESULT_FILE)
   evaluation = {"version": EVALUATION_VERSION, "eval_clips": eval_clips}
   if os.path.isfile(result_path):
@@ -70,10 +73,8 @@ def train_and_evaluate(run_dir, dataset_dir, gin_files, gin_bindings=(),
     files.write_json(result_path, result)
     return result
   log(f"training {run_dir}")
-  with gin_utils.isolated_config():
-    gin_utils.parse_gin(list(gin_files), list(gin_bindings))
-    summary = train_lib.train(run_dir, dataset_dir=dataset_dir,
-                              init_from=init_from)
+  summary = quickstart.train_stage(run_dir, dataset_dir, gin_files,
+                                   gin_bindings, init_from)
   result = evaluate_run(run_dir, dataset_dir, eval_batch_size, eval_clips)
   result.update(train_steps=summary["steps"],
                 train_seconds=summary["train_seconds"], evaluation=evaluation)
@@ -101,7 +102,8 @@ def summarize(results):
     results: list of per-seed result dicts.
 
   Returns:
-    {figure: {"mean", "min", "max", "values"}} for every numeric key.
+    {figure: {"mean", "min", "max", "values"}} for every numeric key, all
+    None for a key that is None (not applicable) in every result.
   """
   summary = {}
   for key in results[0]:
@@ -110,6 +112,10 @@ def summarize(results):
       summary[key] = {"mean": float(np.mean(values)),
                       "min": float(np.min(values)),
                       "max": float(np.max(values)), "values": values}
+    elif all(key in r and r[key] is None for r in results):
+      # Not applicable (e.g. Recall@5 of 5 or fewer held-out videos).
+      summary[key] = {"mean": None, "min": None, "max": None,
+                      "values": [None] * len(results)}
   return summary
 
 
@@ -120,10 +126,12 @@ def plot_figures(path, title, summaries, keys=FIGURES):
     path: PNG to write.
     title: figure title.
     summaries: {variant: summarize(...)} in display order.
-    keys: the figures to show.
+    keys: the figures to show (those not applicable are left out).
   """
+  keys = [k for k in keys
+          if all(summaries[v][k]["mean"] is not None for v in summaries)]
   plots.plot_grouped_bars(
-      path, title, list(summaries), list(keys),
+      path, title, list(summaries), keys,
       [[summaries[v][k]["mean"] for k in keys] for v in summaries],
       [[(summaries[v][k]["min"], summaries[v][k]["max"]) for k in keys]
        for v in summaries])

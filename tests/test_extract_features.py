@@ -203,7 +203,10 @@ def test_per_clip_maps_without_spatial_pooling(tiny_run_dir, dataset_dir,
 def test_retrieval_script_from_features_and_from_model(extracted, tiny_run_dir,
                                                        dataset_dir, tmp_path):
   features_dir, _ = extracted
-  _script("retrieval.py", f"--features_dir={features_dir}")
+  printed = _script("retrieval.py", f"--features_dir={features_dir}").stdout
+  # 8 items: R@10 is not applicable, R@1 printed beside its chance.
+  assert "R@10 n/a" in printed and "R@1 " in printed
+  assert f"(chance {1 / NUM_VAL:.1%})" in printed
   with open(os.path.join(features_dir, "retrieval.json")) as f:
     report = json.load(f)
   loaded = features.load_features(features_dir)
@@ -213,6 +216,7 @@ def test_retrieval_script_from_features_and_from_model(extracted, tiny_run_dir,
   assert report["instance"] == expected["instance"]
   assert report["class"] == expected["class"]
   assert report["num_items"] == NUM_VAL and report["feature"] == "embedding"
+  assert report["instance"]["v2a"]["r10"] is None
 
   output_dir = str(tmp_path / "from_model")
   _script("retrieval.py", f"--model_dir={tiny_run_dir}",

@@ -18,6 +18,7 @@ from avid_tf.eval import finetune
 from avid_tf.eval import finetune_data
 from avid_tf.export import saved_model
 from avid_tf.training import gin_utils
+from avid_tf.utils import settings_record
 from conftest import REPO
 from conftest import run_script
 
@@ -124,6 +125,23 @@ def test_video_and_clip_scores_match_a_numpy_reference():
   assert finetune.score_clips(one, np.array([0]))["video_top1"] == 1.0
   assert finetune.score_clips(one, np.array([0]))["clip_top1"] == (
       pytest.approx(1 / 3))
+
+
+def test_top5_of_4_classes_is_not_applicable_and_chance_is_reported():
+  # 4 classes: top-5 was 1.0 whatever the model. Labels 0, 0, 0, 1, 2:
+  # the best constant guess (class 0) is right 3 times in 5.
+  probabilities = np.random.default_rng(1).dirichlet(np.ones(4), (5, 2))
+  scores = finetune.score_clips(probabilities, np.array([0, 0, 0, 1, 2]))
+  assert scores["video_top5"] is None and scores["clip_top5"] is None
+  assert set(scores["not_applicable"]) == {"video_top5", "clip_top5"}
+  assert "k = 5 >= 4 classes" in scores["not_applicable"]["video_top5"]
+  assert scores["chance_top1"] == pytest.approx(3 / 5)
+  assert scores["chance_top5"] is None
+  assert scores["video_top1"] * 5 == round(scores["video_top1"] * 5)
+  mean = finetune._mean_scores([scores])  # pylint: disable=protected-access
+  summary = {"folds": {"1": scores}, "mean": mean}
+  printed = finetune.format_summary(summary)
+  assert "video top-5 n/a" in printed and "(chance 60.0%)" in printed
 
 
 def test_learning_rate_follows_the_ucf_and_hmdb_milestones():
@@ -327,6 +345,14 @@ def test_frozen_epochs_keep_the_backbone_and_a_rerun_resumes(
   for key in finetune.METRICS:
     assert resumed["folds"]["1"][key] == pytest.approx(fold[key])
 
+  # The finished folder rerun from random weights: before the settings
+  # record, the pretrained fold's result was returned as the baseline's.
+  before = os.listdir(os.path.join(output_dir, "fold_1"))
+  with pytest.raises(settings_record.SettingsMismatchError,
+                     match="random_init False there, True now"):
+    finetune.finetune(output_dir, **dict(settings, random_init=True))
+  assert os.listdir(os.path.join(output_dir, "fold_1")) == before
+
 
 @pytest.mark.slow
 def test_script_two_folds_from_an_export_and_a_rerun_skips_them(
@@ -343,16 +369,17 @@ def test_script_two_folds_from_an_export_and_a_rerun_skips_them(
   with open(os.path.join(output_dir, finetune.SUMMARY_FILE)) as f:
     summary = json.load(f)
   assert set(summary["folds"]) == {"1", "2"}
-  for key in ("video_top1", "video_top5", "clip_top1"):
+  for key in ("video_top1", "clip_top1"):
     values = [summary["folds"][fold][key] for fold in ("1", "2")]
     # 8 test videos of 2 clips each: accuracies are counts of them.
     count = 8 if key.startswith("video") else 16
     assert [round(v * count) for v in values] == pytest.approx(
         [v * count for v in values])
     assert summary["mean"][key] == pytest.approx(np.mean(values))
-  # 4 classes: the top 5 always hold the right one.
+  # 4 classes: the top 5 always hold the right one, so top-5 says nothing.
   assert [summary["folds"][fold]["video_top5"] for fold in ("1", "2")] == [
-      1.0, 1.0]
+      None, None]
+  assert summary["mean"]["video_top5"] is None
   assert summary["folds"]["1"]["num_test_videos"] == 8
   assert summary["num_classes"] == 4
 
@@ -360,11 +387,10 @@ def test_script_two_folds_from_an_export_and_a_rerun_skips_them(
     raise AssertionError("a finished fold was retrained")
 
   monkeypatch.setattr(finetune, "_fold_model", no_training)
-  rerun = finetune.finetune(output_dir, init=export_dir,
-                            dataset_dir=tiny_dataset_dir,
-                            split_csv_dir=split_csv_dir, folds=(1, 2),
-                            **_tiny())
-  assert rerun["folds"] == summary["folds"]
+  rerun = run_script("finetune.py", *command, check=True)
+  assert "video top-5 n/a" in rerun.stdout
+  with open(os.path.join(output_dir, finetune.SUMMARY_FILE)) as f:
+    assert json.load(f)["folds"] == summary["folds"]
 
 
 def test_script_reports_a_bad_init_in_one_line(tiny_dataset_dir, tmp_path):

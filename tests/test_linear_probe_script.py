@@ -66,6 +66,10 @@ def test_video_probe_writes_per_stage_top1(tiny_run_dir, tiny_dataset_dir,
     assert stage["clip_top1"] * 16 == round(stage["clip_top1"] * 16)
   assert report["num_classes"] == 4 and report["num_clips"] == 2
   assert os.listdir(os.path.join(output_dir, "tensorboard"))
+  # Every stage is reported and none is picked on the test split.
+  assert "best_stage" not in report
+  # 8 test videos, labels index % 4: the commonest class is 2 of 8.
+  assert report["chance"] == 0.25
 
 
 @pytest.mark.slow
@@ -87,6 +91,8 @@ def test_audio_probe_cross_validates_an_esc50_folder(tiny_run_dir, esc_folder,
         np.mean(list(folds.values())))
   # Two tones an octave and more apart: even random features separate them.
   assert report["top1"] == report["features"]["pool"]["mean"] == 1.0
+  # Each fold holds 2 files of each of 2 classes.
+  assert report["chance"] == 0.5
 
 
 def test_audio_probe_on_an_ingested_dataset(tiny_run_dir, tiny_dataset_dir):
@@ -95,6 +101,7 @@ def test_audio_probe_on_an_ingested_dataset(tiny_run_dir, tiny_dataset_dir):
       batch_size=8, classifier="logistic", progress=False)
   assert report["protocol"] == "split"
   assert 0.0 <= report["top1"] <= 1.0
+  assert report["chance"] == 0.25  # 8 test videos, 2 of each of 4 classes.
   assert report["top1"] * 8 == round(report["top1"] * 8)
 
 
@@ -120,3 +127,38 @@ def test_unlabelled_dataset_is_a_clear_error(tiny_run_dir, tmp_path):
   np.savez(path, **columns)
   with pytest.raises(errors.UserError, match="unlabelled"):
     probe_runner.video_probe(tiny_run_dir, dataset_dir, str(tmp_path / "out"))
+
+
+def _folder_state(folder):
+  """{relative path: bytes} of every file under `folder`."""
+  state = {}
+  for root, _, names in os.walk(folder):
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        state[os.path.relpath(path, folder)] = f.read()
+  return state
+
+
+@pytest.mark.slow
+def test_random_init_into_a_pretrained_probe_folder_is_refused(
+    tiny_run_dir, tiny_dataset_dir, tmp_path):
+  output_dir = str(tmp_path / "probe")
+  flags = [f"--model_dir={tiny_run_dir}", "--modality=video",
+           f"--dataset_dir={tiny_dataset_dir}", f"--output_dir={output_dir}",
+           "--num_clips=1", "--batch_size=8",
+           "--gin_bindings=train_stage_probe.epochs = 1",
+           "--gin_bindings=train_stage_probe.stages = ('conv2x',)"]
+  assert _script(*flags).returncode == 0
+  before = _folder_state(output_dir)
+  # Before the record, this exited 0: the pretrained classifiers were
+  # tested on random-init features and the JSON overwritten.
+  result = _script(*flags, "--random_init")
+  assert result.returncode == 1
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+  assert "random_init False there, True now" in lines[0]
+  assert "checkpoint" in lines[0]
+  # Nothing written: no report, checkpoint or TensorBoard event changed.
+  assert _folder_state(output_dir) == before
+  assert _report(output_dir)["random_init"] is False

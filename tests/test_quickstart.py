@@ -10,6 +10,7 @@ import pytest
 from avid_tf import errors
 from avid_tf import quickstart
 from avid_tf.data import schema
+from avid_tf.eval import report
 from avid_tf.export import saved_model
 from avid_tf.training import gin_utils
 
@@ -70,14 +71,28 @@ def test_summary_has_the_documented_keys_and_sane_values(toy_run):
   # 4 held-out videos: every accuracy and recall counts them.
   assert written["num_val_videos"] == 4
   for key in SUMMARY_KEYS:
-    if key.startswith(("linear_probe", "random_init", "retrieval")):
+    if key.startswith(("linear_probe", "random_init", "retrieval_v2a_r1",
+                       "retrieval_a2v_r1")):
       assert written[key] * 4 == pytest.approx(round(written[key] * 4)), key
+  # R@5 of 4 videos is 1 whatever the model: not applicable.
+  assert written["retrieval_v2a_r5"] is None
   assert written["retrieval_chance_r1"] == pytest.approx(
       1.0 / written["num_val_videos"])
+  # 2 balanced classes of 2 held-out videos each.
+  assert written["linear_probe_chance"] == 0.5
   assert written["total_seconds"] >= written["train_seconds"] > 0
   assert summary["export_dir"] == written["export_dir"]
   table = quickstart.format_table(summary)
   assert "linear probe, video top-1" in table and "retrieval v->a" in table
+  assert "R@5 n/a" in table and "chance" in table
+  # scripts/report.py reads the work folder: the summary and the run.
+  gathered = report.gather_run(work_dir)
+  assert gathered["figures"]["quickstart avid probe video"] == {
+      "value": written["linear_probe_video_top1"], "chance": 0.5,
+      "source": "summary.json"}
+  assert gathered["figures"]["quickstart avid retrieval v2a R@5"][
+      "value"] is None
+  assert gathered["training"]["model"]["steps"] == 2
 
 
 @pytest.mark.slow

@@ -123,11 +123,37 @@ def test_retrieval_report_has_every_direction():
   report = retrieval.retrieval_report(video, audio, labels, ks=(1, 5))
   assert report["num_items"] == 12
   assert report["chance_r1"] == pytest.approx(1 / 12)
-  assert report["instance"]["v2a"] == {
-      f"r{k}": v for k, v in retrieval.recall_at_k(video, audio,
-                                                   (1, 5)).items()}
+  assert report["instance"]["v2a"] == dict(
+      {f"r{k}": v for k, v in retrieval.recall_at_k(video, audio,
+                                                    (1, 5)).items()},
+      chance={"r1": 1 / 12, "r5": 5 / 12})
   assert set(report["class"]) == {"v2v", "a2a", "v2a", "a2v"}
   assert report["class"]["v2v"]["num_queries"] == 12
   assert "class" not in retrieval.retrieval_report(video, audio)
   with pytest.raises(ValueError, match="instance retrieval"):
     retrieval.recall_at_k(video, audio[:5])
+
+
+def test_recall_at_k_of_k_at_least_n_is_not_applicable():
+  # 4 items: R@5 and R@10 were 1.0 whatever the features.
+  rng = np.random.default_rng(3)
+  video, audio = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+  labels = np.array([0, 0, 1, 1])
+  report = retrieval.retrieval_report(video, audio, labels, ks=(1, 3, 5, 10))
+  v2a = report["instance"]["v2a"]
+  assert v2a["r5"] is None and v2a["r10"] is None
+  assert v2a["r3"] is not None
+  assert v2a["chance"] == {"r1": 0.25, "r3": 0.75, "r5": None, "r10": None}
+  assert set(v2a["not_applicable"]) == {"r5", "r10"}
+  assert "k = 5 >= 4 keys" in v2a["not_applicable"]["r5"]
+  # Within-modal class retrieval ranks the 3 other items: r3 says nothing.
+  v2v = report["class"]["v2v"]
+  assert v2v["r3"] is None and set(v2v["not_applicable"]) == {
+      "r3", "r5", "r10"}
+  # One of the 3 keys shares the query's class: chance R@1 = 1/3, and the
+  # expected AP of a random order of 3 keys with 1 relevant is H_3 / 3.
+  assert v2v["chance"]["r1"] == pytest.approx(1 / 3)
+  assert v2v["chance"]["map"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+  # Cross-modal class retrieval keeps the query's pair: 2 of 4 keys.
+  assert report["class"]["v2a"]["chance"]["r1"] == pytest.approx(0.5)
+  assert report["class"]["v2a"]["r3"] == 1.0

@@ -12,6 +12,7 @@ import pytest
 
 from avid_tf import quickstart
 from avid_tf import runs
+from avid_tf.utils import settings_record
 from studies import avid_variants
 from studies import cma
 from studies import harness
@@ -231,7 +232,7 @@ def test_cached_results_of_another_evaluation_are_evaluated_again(
     evaluated.append(eval_clips)
     return {"linear_probe_video_top1": 0.9}
 
-  monkeypatch.setattr(harness.train_lib, "train", no_training)
+  monkeypatch.setattr(quickstart.train_lib, "train", no_training)
   monkeypatch.setattr(harness, "evaluate_run", evaluate_run)
   monkeypatch.setattr(harness, "EVALUATION_VERSION", 2)
   result = harness.train_and_evaluate(str(run_dir), "unused", [],
@@ -246,3 +247,26 @@ def test_cached_results_of_another_evaluation_are_evaluated_again(
   assert harness.train_and_evaluate(str(run_dir), "unused", [],
                                     eval_clips=3) == result
   assert evaluated == [3]
+
+
+def test_a_cached_run_of_another_recipe_is_refused(tmp_path, monkeypatch):
+  run_dir = str(tmp_path / "cross_seed0")
+  trained = []
+
+  def train(model_dir, dataset_dir, init_from):
+    trained.append((model_dir, dataset_dir, init_from))
+    return {"steps": 4, "train_seconds": 1.0}
+
+  monkeypatch.setattr(quickstart.train_lib, "train", train)
+  monkeypatch.setattr(harness, "evaluate_run",
+                      lambda *args: {"linear_probe_video_top1": 0.5})
+  first = harness.train_and_evaluate(run_dir, str(tmp_path / "data"), [],
+                                     ["train.epochs = 2"])
+  assert first["train_steps"] == 4 and len(trained) == 1
+  # Before the record, a rerun with 3 epochs returned the 2-epoch result.
+  with pytest.raises(settings_record.SettingsMismatchError,
+                     match=r"gin_bindings \['train.epochs = 2'\] there, "
+                     r"\['train.epochs = 3'\] now"):
+    harness.train_and_evaluate(run_dir, str(tmp_path / "data"), [],
+                               ["train.epochs = 3"])
+  assert len(trained) == 1

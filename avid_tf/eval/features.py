@@ -19,6 +19,7 @@ from avid_tf.data import pipeline
 from avid_tf.data import schema
 from avid_tf.models import layers as model_layers
 from avid_tf.utils import files
+from avid_tf.utils import settings_record
 
 
 def _clip_averaged(fn, clips):
@@ -309,18 +310,6 @@ def _read_manifest(output_dir):
     return json.load(f)
 
 
-def _check_same_settings(manifest, settings, output_dir):
-  if manifest["settings"] == settings:
-    return
-  differences = [f"{key} {manifest['settings'].get(key)!r} there, "
-                 f"{settings.get(key)!r} now"
-                 for key in sorted(set(manifest["settings"]) | set(settings))
-                 if manifest["settings"].get(key) != settings.get(key)]
-  raise errors.UserError(
-      f"{output_dir} holds features extracted with other settings ("
-      f"{'; '.join(differences)}); use another --output_dir or delete it.")
-
-
 def _shard_done(output_dir, manifest, shard):
   return shard in manifest["finished_shards"] and all(
       os.path.isfile(os.path.join(output_dir, shard_file(
@@ -389,7 +378,7 @@ def extract_to_shards(model, dataset, split, preprocessing, output_dir,
       "average_clips": bool(average_clips), "spatial_pool": spatial_pool,
       "shard_size": int(shard_size),
       "preprocessing": preprocessing.to_dict()})
-  full_settings = json.loads(json.dumps(full_settings))  # Tuples as lists.
+  full_settings = settings_record.normalized(full_settings)
   os.makedirs(output_dir, exist_ok=True)
   manifest, index = _start_or_resume(output_dir, dataset, split,
                                      full_settings)
@@ -416,7 +405,8 @@ def _start_or_resume(output_dir, dataset, split, settings):
   settings are the same) or started, and written."""
   manifest = _read_manifest(output_dir)
   if manifest is not None:
-    _check_same_settings(manifest, settings, output_dir)
+    settings_record.check_same(manifest["settings"], settings, output_dir,
+                               "features")
   else:
     manifest = {"settings": settings,
                 "num_shards": -(-settings["num_videos"] //

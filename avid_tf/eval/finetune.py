@@ -16,8 +16,9 @@ Output folder:
   <output_dir>/fold_<k>/result.json    the fold's test scores (fold done)
   <output_dir>/fold_<k>/tensorboard/   train loss/accuracy, lr, test scores
   <output_dir>/summary.json            per fold and mean over folds
-A rerun continues each fold from its newest checkpoint and skips finished
-folds.
+  <output_dir>/finetune_settings.json  the settings of every fold
+A rerun with the same settings continues each fold from its newest
+checkpoint and skips finished folds; one with other settings is refused.
 """
 
 import dataclasses
@@ -35,15 +36,19 @@ import tqdm
 
 from avid_tf import errors
 from avid_tf import runs
+from avid_tf.eval import chance
 from avid_tf.eval import finetune_data
 from avid_tf.training import checkpointing
 from avid_tf.utils import checks
 from avid_tf.utils import files
+from avid_tf.utils import settings_record
 
 SUMMARY_FILE = "summary.json"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.json"
+SETTINGS_FILE = "finetune_settings.json"
 METRICS = ("video_top1", "video_top5", "clip_top1", "clip_top5")
+TOP_KS = (1, 5)
 
 
 class FinetuneClassifier(keras.Model):
@@ -70,7 +75,6 @@ def learning_rate_at(epoch, base, milestones, gamma):
 
 def topk_hits(probabilities, labels, k):
   """1 where the label is among the k largest scores of a row, else 0."""
-  k = min(k, probabilities.shape[-1])
   top = np.argsort(-probabilities, axis=-1, kind="stable")[..., :k]
   return np.any(top == labels[..., None], axis=-1)
 
@@ -83,19 +87,56 @@ def score_clips(clip_probabilities, labels):
     labels: [V] class ids.
 
   Returns:
-    Dict of video_top1, video_top5, clip_top1, clip_top5 in [0, 1].
+    Dict of video_top1, video_top5, clip_top1, clip_top5 in [0, 1] (None
+    for top-k with k >= K classes, which is 1 whatever the model, its reason
+    in "not_applicable"), and the chance levels chance_top1, chance_top5
+    (`chance.top_k` of the labels; a clip has its video's label, so the
+    clip and video levels are the same).
   """
   clip_probabilities = np.asarray(clip_probabilities, np.float64)
   labels = np.asarray(labels)
-  video = clip_probabilities.mean(axis=1)
+  num_classes = clip_probabilities.shape[-1]
   clip_labels = np.broadcast_to(labels[:, None],
                                 clip_probabilities.shape[:2])
-  return {
-      "video_top1": float(topk_hits(video, labels, 1).mean()),
-      "video_top5": float(topk_hits(video, labels, 5).mean()),
-      "clip_top1": float(topk_hits(clip_probabilities, clip_labels, 1).mean()),
-      "clip_top5": float(topk_hits(clip_probabilities, clip_labels, 5).mean()),
-  }
+  levels = {"video": (clip_probabilities.mean(axis=1), labels),
+            "clip": (clip_probabilities, clip_labels)}
+  scores, reasons = {}, {}
+  for metric in METRICS:
+    level, k = metric.split("_top")
+    reason = chance.not_applicable(int(k), num_classes, "classes")
+    if reason:
+      reasons[metric] = reason
+    scores[metric] = None if reason else float(
+        topk_hits(*levels[level], int(k)).mean())
+  for k in TOP_KS:
+    scores[f"chance_top{k}"] = chance.top_k(labels, k, num_classes)
+  if reasons:
+    scores["not_applicable"] = reasons
+  return scores
+
+
+def _mean(values):
+  """Mean of per-fold figures; None if any is None (not applicable)."""
+  values = list(values)
+  if any(value is None for value in values):
+    return None
+  return float(np.mean(values))
+
+
+def format_summary(summary):
+  """Console lines of a fine-tuning summary: every figure beside its chance
+  level, "n/a" (and why) where it is not applicable."""
+  lines = []
+  rows = [(f"fold {fold}", scores)
+          for fold, scores in summary["folds"].items()]
+  for name, scores in rows + [("mean", summary["mean"])]:
+    lines.append(f"{name}: " + ", ".join(
+        f"{metric.replace('_top', ' top-')} " + chance.format_figure(
+            scores[metric], scores.get(f"chance_top{metric.split('_top')[1]}"))
+        for metric in METRICS))
+  for metric, reason in summary["mean"].get("not_applicable", {}).items():
+    lines.append(f"{metric} n/a: {reason}")
+  return "\n".join(lines)
 
 
 def predict_test_clips(model, clips, num_videos, num_clips, verbose=True):
@@ -368,10 +409,35 @@ def finetune_fold(fold_data, source, fold_dir, init, random_init, clips,
   result = score_clips(probabilities, labels)
   result.update(num_train_videos=fold_data.num_train,
                 num_test_videos=fold_data.num_test, epochs=schedule.epochs)
-  _write_scalars(writer, {f"test/{k}": result[k] for k in METRICS},
-                 schedule.epochs)
+  _write_scalars(writer, {f"test/{k}": result[k] for k in METRICS
+                          if result[k] is not None}, schedule.epochs)
   files.write_json(os.path.join(fold_dir, RESULT_FILE), result)
   return result
+
+
+def _mean_scores(results):
+  """The mean over folds of every figure and chance level."""
+  mean = {key: _mean(r.get(key) for r in results)
+          for key in METRICS + tuple(f"chance_top{k}" for k in TOP_KS)}
+  reasons = {}
+  for result in results:
+    reasons.update(result.get("not_applicable", {}))
+  if reasons:
+    mean["not_applicable"] = reasons
+  return mean
+
+
+def _settings(clips, schedule, **arguments):
+  """What a fine-tuning folder's results depend on (every fold's).
+
+  The folds themselves are not part of it: a rerun may add folds.
+  """
+  settings = {key: settings_record.absolute(value) if key in (
+      "init", "dataset_dir", "split_csv_dir", "tfds_data_dir") else value
+              for key, value in arguments.items()}
+  settings.update(clips=dataclasses.asdict(clips),
+                  schedule=dataclasses.asdict(schedule))
+  return settings
 
 
 @gin.configurable
@@ -383,7 +449,9 @@ def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
   """Fine-tunes a backbone on every fold and writes summary.json.
 
   Args:
-    output_dir: folder of checkpoints, logs and results (see module doc).
+    output_dir: folder of checkpoints, logs and results (see module doc);
+      it records the settings (`finetune_settings.json`), and a rerun into
+      it with other settings is refused before anything is trained.
     init: export folder, run folder or converted checkpoint (model_dir).
     random_init: start from random weights (of `init`'s architecture when it
       is a run folder, else `build_encoders`' gin configuration), at
@@ -418,7 +486,14 @@ def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
       split_csv_dir=split_csv_dir, tfds_config_template=tfds_config_template,
       tfds_data_dir=tfds_data_dir, tfds_fps=tfds_fps)
   num_classes = finetune_data.resolve_num_classes(source, num_classes)
-  os.makedirs(output_dir, exist_ok=True)
+  if init is not None:
+    runs.open_run(init)  # A bad --init fails before the folder is made.
+  settings_record.record_or_check(output_dir, _settings(
+      init=init, random_init=bool(random_init), dataset_dir=dataset_dir,
+      tfds_name=tfds_name, split_csv_dir=split_csv_dir,
+      tfds_config_template=tfds_config_template, tfds_data_dir=tfds_data_dir,
+      tfds_fps=tfds_fps, num_classes=num_classes, clips=clips,
+      schedule=schedule), "fine-tuning results", file_name=SETTINGS_FILE)
   results = {}
   for fold in tqdm.tqdm(list(folds), desc="folds", disable=not verbose):
     fold = checks.integer("finetune.folds", fold, minimum=1)
@@ -428,8 +503,7 @@ def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
         schedule, num_classes, verbose)
   summary = {
       "folds": results,
-      "mean": {k: float(np.mean([r[k] for r in results.values()]))
-               for k in METRICS},
+      "mean": _mean_scores(list(results.values())),
       "init": None if init is None else os.fspath(init),
       "random_init": bool(random_init),
       "dataset": source.name,

@@ -9,6 +9,7 @@ held-out embeddings.
 
 from avid_tf import runs
 from avid_tf.data import pipeline
+from avid_tf.eval import chance
 from avid_tf.eval import features
 from avid_tf.eval import retrieval
 from avid_tf.eval import sklearn_probe
@@ -59,8 +60,10 @@ def evaluate_model(model, dataset, preprocessing, batch_size=16,
   Returns:
     (figures, val_features): the figures dict (linear_probe_video_top1,
     linear_probe_audio_top1, retrieval_{v2a,a2v}_r{1,5}, class-level
-    retrieval_class_{v2v,a2a,v2a,a2v}_{r1,r5,map}) and the held-out
-    features.
+    retrieval_class_{v2v,a2a,v2a,a2v}_{r1,r5,map}, and the chance levels
+    linear_probe_chance, retrieval_chance_r{1,5},
+    retrieval_class_*_chance_*; a Recall@5 of 5 or fewer held-out videos
+    is None, not applicable) and the held-out features.
   """
   splits = {split: _split_features(model, dataset, preprocessing, split,
                                    batch_size, num_clips)
@@ -70,7 +73,12 @@ def evaluate_model(model, dataset, preprocessing, batch_size=16,
                                      val["audio_embedding"])
   recall_a2v = retrieval.recall_at_k(val["audio_embedding"],
                                      val["video_embedding"])
+  num_classes = len(dataset.label_names) or int(
+      max(train["label"].max(), val["label"].max())) + 1
   figures = {
+      "linear_probe_chance": chance.top_k(val["label"], 1, num_classes),
+      "retrieval_chance_r1": chance.instance_recall(1, len(val["label"])),
+      "retrieval_chance_r5": chance.instance_recall(5, len(val["label"])),
       "linear_probe_video_top1": _probe(train, val, "video"),
       "linear_probe_audio_top1": _probe(train, val, "audio"),
       "retrieval_v2a_r1": recall_v2a[1],

@@ -15,6 +15,28 @@ def _save(figure, path):
   plt.close(figure)
 
 
+def plot_curves(curves, path, ylabel="loss", title="Pretraining loss"):
+  """Plots named curves against the training step.
+
+  Args:
+    curves: {label: (steps, values)}; None values are gaps.
+    path: destination PNG.
+    ylabel: y-axis label.
+    title: plot title.
+  """
+  figure, axis = plt.subplots(figsize=(6, 4))
+  for label, (steps, values) in curves.items():
+    axis.plot(steps, [np.nan if v is None else v for v in values],
+              label=label)
+  axis.set_xlabel("step")
+  axis.set_ylabel(ylabel)
+  axis.set_title(title)
+  if curves:
+    axis.legend()
+  axis.grid(alpha=0.3)
+  _save(figure, path)
+
+
 def plot_loss_curve(history, path, keys=("loss",)):
   """Plots training curves from (step, logs) pairs.
 
@@ -23,18 +45,13 @@ def plot_loss_curve(history, path, keys=("loss",)):
     path: destination PNG.
     keys: log names to draw; names missing from the logs are skipped.
   """
-  figure, axis = plt.subplots(figsize=(6, 4))
   steps = [step for step, _ in history]
+  curves = {}
   for key in keys:
     values = [logs.get(key) for _, logs in history]
     if any(v is not None for v in values):
-      axis.plot(steps, values, label=key)
-  axis.set_xlabel("step")
-  axis.set_ylabel("loss")
-  axis.set_title("Pretraining loss")
-  axis.legend()
-  axis.grid(alpha=0.3)
-  _save(figure, path)
+      curves[key] = (steps, values)
+  plot_curves(curves, path)
 
 
 def pca_2d(features):

@@ -22,9 +22,15 @@ Conventions:
     which is a key of its class.
   * Queries with no key of their class, and items with label < 0
     (unknown), take no part in class-level figures.
+  * Recall@k with k at least the number of keys a query ranks is None (not
+    applicable: every key is within the top k); each direction's
+    "not_applicable" says why, and its "chance" holds the chance level of
+    every figure (`avid_tf.eval.chance`).
 """
 
 import numpy as np
+
+from avid_tf.eval import chance
 
 DEFAULT_KS = (1, 5, 10)
 DEFAULT_CHUNK_SIZE = 1024
@@ -60,7 +66,8 @@ def recall_at_k(queries, keys, ks=(1, 5), chunk_size=DEFAULT_CHUNK_SIZE):
 
   Returns:
     Dict k -> fraction of queries whose own key ranks within the top k
-    (rank = number of keys strictly more similar than the correct one).
+    (rank = number of keys strictly more similar than the correct one);
+    None for k >= N, where every query's key is within the top k.
   """
   if len(queries) != len(keys):
     raise ValueError(f"{len(queries)} queries but {len(keys)} keys: instance "
@@ -71,7 +78,8 @@ def recall_at_k(queries, keys, ks=(1, 5), chunk_size=DEFAULT_CHUNK_SIZE):
     own = block[rows, start + rows]
     ranks.append(np.sum(block > own[:, None], axis=1))
   ranks = np.concatenate(ranks) if ranks else np.zeros([0], np.int64)
-  return {k: float(np.mean(ranks < k)) for k in ks}
+  return {k: None if chance.not_applicable(k, len(keys), "keys")
+          else float(np.mean(ranks < k)) for k in ks}
 
 
 def _average_precision_rows(block, relevant):
@@ -110,9 +118,11 @@ def class_retrieval(queries, keys, query_labels, key_labels,
     chunk_size: query rows per similarity block.
 
   Returns:
-    Dict with "r{k}" per cut-off, "map", and "num_queries" (the queries
-    that have at least one key of their class); figures are None when no
-    query has one.
+    Dict with "r{k}" per cut-off, "map", "num_queries" (the queries that
+    have at least one key of their class), "chance" ({"r{k}", "map"}: their
+    chance levels) and, when some r{k} is not applicable (k >= the keys a
+    query ranks), "not_applicable" ({"r{k}": why}); figures are None when
+    no query has a key of its class, or when not applicable.
   """
   query_labels = np.asarray(query_labels).reshape(-1)
   key_labels = np.asarray(key_labels).reshape(-1)
@@ -135,7 +145,7 @@ def class_retrieval(queries, keys, query_labels, key_labels,
   key_labels = key_labels[known_keys]
 
   hits = {k: [] for k in ks}
-  average_precisions = []
+  average_precisions, num_relevant = [], []
   for start, block in _similarity_blocks(queries, keys, chunk_size):
     labels = query_labels[start:start + len(block)]
     relevant = labels[:, None] == key_labels[None, :]
@@ -152,14 +162,32 @@ def class_retrieval(queries, keys, query_labels, key_labels,
     for k in ks:
       hits[k].append(ranks < k)
     average_precisions.append(_average_precision_rows(block, relevant))
+    num_relevant.append(relevant.sum(axis=1))
+  return _class_result(hits, average_precisions, num_relevant,
+                       len(keys) - int(leave_query_out))
 
+
+def _class_result(hits, average_precisions, num_relevant, num_ranked):
+  """`class_retrieval`'s dict from its per-block hits and precisions."""
   num_queries = int(sum(len(ap) for ap in average_precisions))
-  result = {"num_queries": num_queries}
-  for k in ks:
-    result[f"r{k}"] = (float(np.mean(np.concatenate(hits[k])))
-                       if num_queries else None)
+  num_relevant = (np.concatenate(num_relevant) if num_relevant
+                  else np.zeros([0], np.int64))
+  result = {"num_queries": num_queries, "chance": {}}
+  reasons = {}
+  for k, values in hits.items():
+    reason = chance.not_applicable(k, num_ranked, "keys")
+    if reason:
+      reasons[f"r{k}"] = reason
+    result[f"r{k}"] = (float(np.mean(np.concatenate(values)))
+                       if num_queries and not reason else None)
+    result["chance"][f"r{k}"] = chance.class_recall(num_relevant, num_ranked,
+                                                    k)
   result["map"] = (float(np.mean(np.concatenate(average_precisions)))
                    if num_queries else None)
+  result["chance"]["map"] = chance.class_average_precision(num_relevant,
+                                                           num_ranked)
+  if reasons:
+    result["not_applicable"] = reasons
   return result
 
 
@@ -175,9 +203,11 @@ def retrieval_report(video, audio, labels=None, ks=DEFAULT_KS,
     chunk_size: query rows per similarity block.
 
   Returns:
-    {"num_items", "chance_r1", "instance": {"v2a": {"r1": ...}, "a2v":
-    ...}} plus, when some labels are known, "class": {"v2v", "a2a", "v2a",
-    "a2v"} each {"r1": ..., "map": ..., "num_queries": ...}.
+    {"num_items", "chance_r1", "instance": {"v2a": {"r1": ..., "chance":
+    {"r1": ...}}, "a2v": ...}} plus, when some labels are known, "class":
+    {"v2v", "a2a", "v2a", "a2v"} each {"r1": ..., "map": ..., "num_queries":
+    ..., "chance": ...}. A direction with a figure that is not applicable
+    (None) says why in its "not_applicable".
   """
   video, audio = np.asarray(video), np.asarray(audio)
   report = {"num_items": int(len(video)),
@@ -185,8 +215,14 @@ def retrieval_report(video, audio, labels=None, ks=DEFAULT_KS,
             "instance": {}}
   for name, queries, keys in (("v2a", video, audio), ("a2v", audio, video)):
     recalls = recall_at_k(queries, keys, ks, chunk_size)
-    report["instance"][name] = {f"r{k}": value for k, value in
-                                recalls.items()}
+    figures = {f"r{k}": value for k, value in recalls.items()}
+    figures["chance"] = {f"r{k}": chance.instance_recall(k, len(keys))
+                         for k in ks}
+    reasons = {f"r{k}": chance.not_applicable(k, len(keys), "keys")
+               for k in ks if recalls[k] is None}
+    if reasons:
+      figures["not_applicable"] = reasons
+    report["instance"][name] = figures
   if labels is not None and np.any(np.asarray(labels) >= 0):
     features = {"v": video, "a": audio}
     report["class"] = {
@@ -208,10 +244,34 @@ def class_figures(video, audio, labels, ks=(1, 5), prefix="retrieval_class_"):
     prefix: key prefix.
 
   Returns:
-    "<prefix><direction>_r<k>" and "<prefix><direction>_map" for v2v, a2a
-    (query left out), v2a and a2v; empty when no label is known.
+    "<prefix><direction>_r<k>", "<prefix><direction>_map" and their
+    chance levels "<prefix><direction>_chance_r<k>" ... for v2v, a2a (query
+    left out), v2a and a2v; empty when no label is known.
   """
   report = retrieval_report(video, audio, labels, ks)
-  return {f"{prefix}{direction}_{name}": value
-          for direction, values in report.get("class", {}).items()
-          for name, value in values.items() if name != "num_queries"}
+  figures = {}
+  for direction, values in report.get("class", {}).items():
+    for name in [f"r{k}" for k in ks] + ["map"]:
+      figures[f"{prefix}{direction}_{name}"] = values[name]
+      figures[f"{prefix}{direction}_chance_{name}"] = values["chance"][name]
+  return figures
+
+
+def format_report(report):
+  """The console lines of a `retrieval_report`: each figure beside its
+  chance level, "n/a" (and why) where it is not applicable."""
+  lines = [f"{report['num_items']} items"]
+  reasons = {}
+  for level in ("instance", "class"):
+    for direction, values in report.get(level, {}).items():
+      figures = []
+      for name, value in values.items():
+        if name in ("chance", "not_applicable", "num_queries"):
+          continue
+        label = "mAP" if name == "map" else f"R@{name[1:]}"
+        figures.append(f"{label} " + chance.format_figure(
+            value, values["chance"].get(name)))
+      lines.append(f"{level} {direction}: " + ", ".join(figures))
+      for name, reason in values.get("not_applicable", {}).items():
+        reasons[f"R@{name[1:]} n/a: {reason}"] = None
+  return "\n".join(lines + list(reasons))
