@@ -6,7 +6,9 @@ is set) and keeps library INFO logs off the console unless --verbosity asks
 for them. A user's mistake, an `avid_tf.errors.UserError` (gin
 configuration errors and the library's invalid values included) or a
 missing, existing or unreadable path, is reported as one line on stderr
-with exit status 1; --debug shows the traceback instead. Every other
+with exit status 1; --debug shows the traceback instead. A run stopped by
+a signal after saving its state (`avid_tf.errors.Interrupted`) prints its
+one line and exits with 128 + the signal's number. Every other
 exception, a plain ValueError included, is a bug and keeps its traceback.
 `--help` exits 0.
 """
@@ -67,6 +69,9 @@ def run(main):
       logging.set_verbosity(logging.WARNING)
     try:
       main(argv)
+    except errors.Interrupted as interruption:
+      print(error_message(interruption), file=sys.stderr)
+      sys.exit(128 + interruption.signal_number)
     except USER_ERRORS as error:
       if _DEBUG.value:
         raise
