@@ -317,6 +317,35 @@ def _save_epoch(model, optimizer, fold_dir, epoch, keep_checkpoints):
       os.remove(path)
 
 
+def _check_fold(fold_data, schedule):
+  """Fails when a fold's training videos make no batch."""
+  if fold_data.num_train * schedule.clips_per_video < schedule.batch_size:
+    raise errors.UserError(
+        f"Fold {fold_data.fold}: {fold_data.num_train} training videos x "
+        f"{schedule.clips_per_video} clips make no batch of "
+        f"{schedule.batch_size}")
+
+
+def _checked_folds(source, folds, init, schedule):
+  """Every fold's data, checked before any fold trains.
+
+  A missing split or fold list, a video a list names that is not in the
+  dataset, a fold too small for a batch or an `init` that is neither a run
+  nor an export fails here, not after hours of training earlier folds.
+
+  Returns:
+    {fold: the fold's `finetune_data` examples}, in the order asked.
+  """
+  if init is not None:
+    runs.open_run(init)
+  fold_data = {}
+  for fold in folds:
+    fold = checks.integer("finetune.folds", fold, minimum=1)
+    fold_data[fold] = source.fold_data(fold)
+    _check_fold(fold_data[fold], schedule)
+  return fold_data
+
+
 def finetune_fold(fold_data, source, fold_dir, init, random_init, clips,
                   schedule, num_classes, verbose=True):
   """Trains and tests one fold (resuming it); returns its scores.
@@ -335,11 +364,7 @@ def finetune_fold(fold_data, source, fold_dir, init, random_init, clips,
   result = _read_json(os.path.join(fold_dir, RESULT_FILE))
   if result is not None:
     return result
-  if fold_data.num_train * schedule.clips_per_video < schedule.batch_size:
-    raise errors.UserError(
-        f"Fold {fold_data.fold}: {fold_data.num_train} training videos x "
-        f"{schedule.clips_per_video} clips make no batch of "
-        f"{schedule.batch_size}")
+  _check_fold(fold_data, schedule)
   model = _fold_model(init, random_init, num_classes, schedule, clips,
                       fold_data.fold)
   progress = _read_json(os.path.join(fold_dir, PROGRESS_FILE)) or {}
@@ -418,14 +443,13 @@ def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
       split_csv_dir=split_csv_dir, tfds_config_template=tfds_config_template,
       tfds_data_dir=tfds_data_dir, tfds_fps=tfds_fps)
   num_classes = finetune_data.resolve_num_classes(source, num_classes)
+  fold_data = _checked_folds(source, folds, init, schedule)
   os.makedirs(output_dir, exist_ok=True)
   results = {}
-  for fold in tqdm.tqdm(list(folds), desc="folds", disable=not verbose):
-    fold = checks.integer("finetune.folds", fold, minimum=1)
+  for fold in tqdm.tqdm(list(fold_data), desc="folds", disable=not verbose):
     results[str(fold)] = finetune_fold(
-        source.fold_data(fold), source,
-        os.path.join(output_dir, f"fold_{fold}"), init, random_init, clips,
-        schedule, num_classes, verbose)
+        fold_data[fold], source, os.path.join(output_dir, f"fold_{fold}"),
+        init, random_init, clips, schedule, num_classes, verbose)
   summary = {
       "folds": results,
       "mean": {k: float(np.mean([r[k] for r in results.values()]))
