@@ -200,7 +200,7 @@ def run_quickstart(work_dir, method="avid", gin_files=(), gin_bindings=(),
   saved_model.export_encoders(model, export_dir,
                               video_preprocessing=export_metadata["video"],
                               audio_preprocessing=export_metadata["audio"],
-                              overwrite=True)
+                              overwrite=True, source=run.checkpoint_source())
   _plot(work_dir, suffix, method, train_summary, val, dataset)
   summary = dict(figures)
   summary.update({
