@@ -621,6 +621,21 @@ def test_ctrl_c_stops_the_script_with_one_line(tmp_path, tiny_dataset_dir):
     assert json.load(f)["steps"] == int(match.group(1))
 
 
+def test_the_small_recipe_is_an_experiment_file_of_train_py(tmp_path):
+  small = os.path.join(gin_utils.GIN_ROOT, "small.gin")
+  # It parses, and train.py gets as far as the dataset.
+  result = run_script("train.py", f"--gin_file={small}",
+                      f"--dataset_dir={tmp_path / 'no_dataset'}",
+                      f"--model_dir={tmp_path / 'run'}")
+  assert result.returncode == 1
+  assert f"No dataset at {tmp_path / 'no_dataset'}" in result.stderr
+  gin_utils.parse_gin([small], [])
+  # Progress output, checkpoints every few minutes, BatchNorm heads.
+  assert gin.query_parameter("train.verbose") == 2
+  assert gin.query_parameter("train.checkpoint_every_steps") == 200
+  assert gin.query_parameter("build_av_model.head_batch_norm") is True
+
+
 def test_debug_flag_keeps_the_traceback(tmp_path):
   result = run_script("train.py", f"--gin_file={TINY_GIN}",
                       f"--model_dir={tmp_path / 'run'}",
