@@ -103,7 +103,9 @@ def predict_test_clips(model, clips, num_videos, num_clips, verbose=True):
   probabilities = None
   labels = np.full(num_videos, -1, np.int64)
   counts = np.zeros(num_videos, np.int64)
-  predict = tf.function(lambda x: tf.nn.softmax(model(x, training=False)))
+  # The last batch is smaller: one general trace instead of a retrace.
+  predict = tf.function(lambda x: tf.nn.softmax(model(x, training=False)),
+                        reduce_retracing=True)
   with tqdm.tqdm(total=num_videos * num_clips, desc="test clips", unit="clip",
                  disable=not verbose, leave=False) as bar:
     for video, label, position in clips:

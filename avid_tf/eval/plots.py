@@ -32,7 +32,8 @@ def plot_loss_curve(history, path, keys=("loss",)):
   axis.set_xlabel("step")
   axis.set_ylabel("loss")
   axis.set_title("Pretraining loss")
-  axis.legend()
+  if axis.get_legend_handles_labels()[0]:  # Else matplotlib warns.
+    axis.legend()
   axis.grid(alpha=0.3)
   _save(figure, path)
 
