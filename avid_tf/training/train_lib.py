@@ -379,8 +379,9 @@ def _train(model_dir, settings, init_from, extra_callbacks):
     _write_run_files(model_dir, data.preprocessing)
   session = _Session(start_step)
   try:
-    session.end_step = _fit(state, settings, data, distribution, start_step,
-                            run_callbacks)
+    with _watching(run_callbacks.watch, distribution):
+      session.end_step = _fit(state, settings, data, distribution,
+                              start_step, run_callbacks)
   except interrupt.StopRequested as stop:
     session.end_step = int(state.optimizer.iterations.numpy())
     session.interrupted_by = stop.signal_number
@@ -556,11 +557,9 @@ def _fit(state, settings, data, distribution, start_step, run_callbacks):
             preprocessing=data.preprocessing, seed=settings.seed,
             start_step=start, clips_per_video=settings.clips_per_video,
             input_context=ctx))
-    with _watching(run_callbacks.watch, distribution):
-      state.model.fit(stream, initial_epoch=epoch,
-                      epochs=epoch + num_epochs, steps_per_epoch=steps,
-                      callbacks=run_callbacks.all, verbose=settings.verbose,
-                      shuffle=False)
+    state.model.fit(stream, initial_epoch=epoch, epochs=epoch + num_epochs,
+                    steps_per_epoch=steps, callbacks=run_callbacks.all,
+                    verbose=settings.verbose, shuffle=False)
     step = int(state.optimizer.iterations.numpy())
   return step
 
