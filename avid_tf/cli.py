@@ -3,10 +3,12 @@
 Import this module before anything that imports TensorFlow: it hides
 TensorFlow's C++ start-up chatter below FATAL (unless TF_CPP_MIN_LOG_LEVEL
 is set) and keeps library INFO logs off the console unless --verbosity asks
-for them. A user's mistake, an `avid_tf.errors.UserError` (gin
+for them (XLA's C++ start-up lines included). A user's mistake, an `avid_tf.errors.UserError` (gin
 configuration errors and the library's invalid values included) or a
 missing, existing or unreadable path, is reported as one line on stderr
-with exit status 1; --debug shows the traceback instead. Every other
+with exit status 1; --debug shows the traceback instead. A run stopped by
+a signal after saving its state (`avid_tf.errors.Interrupted`) prints its
+one line and exits with 128 + the signal's number. Every other
 exception, a plain ValueError included, is a bug and keeps its traceback.
 `--help` exits 0.
 """
@@ -15,8 +17,8 @@ import os
 
 # 3 = FATAL only: hides the "Unable to register cuFFT/cuDNN/cuBLAS factory"
 # errors and the INFO/WARNING lines a CPU-only start prints. XLA's "I0000"
-# lines (printed once, when the input pipeline's XLA ops first compile) come
-# from absl's C++ logging, which this variable does not reach.
+# lines come from absl's C++ logging, which this variable does not reach
+# (`_start_xla_quietly`).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import sys  # pylint: disable=g-import-not-at-top,wrong-import-order
@@ -59,14 +61,46 @@ def _parse_flags(argv):
     raise
 
 
+_xla_started = False
+
+
+def _start_xla_quietly():
+  """Starts XLA once, with the process's stderr muted meanwhile.
+
+  XLA's start-up lines ("I0000 ... XLA service ... initialized", "Compiled
+  cluster using XLA!") come from C++ logging that TF_CPP_MIN_LOG_LEVEL does
+  not reach, once per process, at the first XLA compilation (the input
+  pipeline's). A trivial compilation here, with file descriptor 2 pointing
+  at /dev/null, spends them.
+  """
+  global _xla_started
+  if _xla_started:
+    return
+  _xla_started = True
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, "w") as devnull:
+      os.dup2(devnull.fileno(), 2)
+      tf.function(lambda x: x + 1.0, jit_compile=True)(tf.constant(0.0))
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
 def run(main):
   """Runs an absl `main(argv)` with quiet logs and one-line user errors."""
 
   def main_with_quiet_logs(argv):
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)
+      _start_xla_quietly()
     try:
       main(argv)
+    except errors.Interrupted as interruption:
+      print(error_message(interruption), file=sys.stderr)
+      sys.exit(128 + interruption.signal_number)
     except USER_ERRORS as error:
       if _DEBUG.value:
         raise

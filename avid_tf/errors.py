@@ -15,3 +15,19 @@ class InvalidValueError(UserError, ValueError):
 
   Also a ValueError, so callers that catch ValueError keep working.
   """
+
+
+class Interrupted(Exception):
+  """A run stopped by a signal (Ctrl-C, SIGTERM) after saving its state.
+
+  Not an error of the user's nor a bug: scripts print the message alone and
+  exit with status 128 + the signal's number, as a shell reports a process
+  a signal ended.
+
+  Attributes:
+    signal_number: the signal that stopped the run.
+  """
+
+  def __init__(self, message, signal_number):
+    super().__init__(message)
+    self.signal_number = signal_number

@@ -240,7 +240,7 @@ def run_quickstart(work_dir, method="avid", gin_files=(), gin_bindings=(),
   saved_model.export_encoders(model, export_dir,
                               video_preprocessing=export_metadata["video"],
                               audio_preprocessing=export_metadata["audio"],
-                              overwrite=True)
+                              overwrite=True, source=run.checkpoint_source())
   _plot(work_dir, suffix, method, train_summary, val, dataset)
   summary = dict(figures)
   summary.update({
@@ -285,11 +285,13 @@ def _check_arguments(**values):
 def _plot(work_dir, suffix, method, train_summary, val, dataset):
   """The loss curves of the last stage and the held-out features' PCA."""
   history = train_summary["history"]
-  loss_keys = sorted({key for _, logs in history for key in logs
-                      if key.startswith("loss_")})
-  plots.plot_loss_curve(history,
-                        os.path.join(work_dir, f"loss_curve{suffix}.png"),
-                        keys=["loss"] + loss_keys)
+  # A rerun that trained nothing keeps the curve of the session that did.
+  if history:
+    loss_keys = sorted({key for _, logs in history for key in logs
+                        if key.startswith("loss_")})
+    plots.plot_loss_curve(history,
+                          os.path.join(work_dir, f"loss_curve{suffix}.png"),
+                          keys=["loss"] + loss_keys)
   plots.plot_embeddings(
       val["video"], val["label"],
       os.path.join(work_dir, f"val_video_features_pca{suffix}.png"),

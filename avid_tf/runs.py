@@ -157,6 +157,15 @@ class Run:
     return checkpoint or checkpointing.resolve_checkpoint(
         self.path, train_lib.CHECKPOINT_SUBDIR)
 
+  def checkpoint_source(self, checkpoint=None):
+    """Where a model restored from `checkpoint` comes from, as recorded
+    beside an export: {"model_dir", "checkpoint", "step"} (step None for a
+    converted checkpoint, which has no optimizer)."""
+    path = self.checkpoint(checkpoint)
+    return {"model_dir": os.path.abspath(self.path),
+            "checkpoint": os.path.abspath(path),
+            "step": checkpointing.saved_step(path)}
+
   def _build(self, num_data, seed):
     model = builder_args.build_av_model(builder_args.read(self.path),
                                         num_data=num_data, seed=seed)

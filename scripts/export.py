@@ -4,7 +4,9 @@ Example:
   python scripts/export.py --model_dir=/runs/avid_kinetics \
     --export_dir=/runs/avid_kinetics/export
 
-Downstream Keras code fine-tunes them with
+Each encoder's avid_encoder.json records the checkpoint and step it came
+from ("source"), which the script also prints. Downstream Keras code
+fine-tunes them with
 `avid_tf.export.saved_model.load_encoder_layer(path)` (see README).
 """
 
@@ -32,12 +34,15 @@ flags.mark_flags_as_required(["model_dir", "export_dir"])
 def main(argv):
   del argv
   run = runs.open_run(_MODEL_DIR.value)
-  model = run.model(_CHECKPOINT.value)
+  source = run.checkpoint_source(_CHECKPOINT.value)
+  model = run.model(source["checkpoint"])
   preprocessing = run.preprocessing.export_metadata()
   paths = saved_model.export_encoders(
       model, _EXPORT_DIR.value, video_preprocessing=preprocessing["video"],
       audio_preprocessing=preprocessing["audio"],
-      overwrite=_OVERWRITE.value)
+      overwrite=_OVERWRITE.value, source=source)
+  step = "" if source["step"] is None else f" (step {source['step']})"
+  print(f"Exported {source['checkpoint']}{step}:")
   print(json.dumps(paths))
 
 

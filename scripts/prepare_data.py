@@ -5,12 +5,17 @@ JPEG; audio mono int16 at --sample_rate), writes the dataset to
 <output_dir>/<name>/1.0.0 with the log-spectrogram statistics of the train
 split, and ingest_report.json listing every input file with its status.
 Bad files are skipped and reported; an interrupted run resumes when rerun
-with the same flags. Exits non-zero only when no video could be ingested.
+with the same flags, and a rerun with other settings refuses unless
+--overwrite. Exits non-zero only when no video could be ingested.
 
-Example:
+Examples:
   python scripts/prepare_data.py --video_dir=/data/kinetics/videos \
     --labels_csv=/data/kinetics/labels.csv --output_dir=/data/avid \
     --name=kinetics
+
+  # A folder of class/video.mp4 without a CSV, a fifth of it held out:
+  python scripts/prepare_data.py --video_dir=/data/mine \
+    --output_dir=/data/avid --name=mine --val_fraction=0.2
 """
 
 import time
@@ -31,7 +36,8 @@ _LABELS_CSV = flags.DEFINE_string(
     "--output_dir or to the videos/ folder inside), label a class name (ids "
     "follow the sorted names), split e.g. train/val (train when absent). "
     "Other columns are ignored. Without it every file under --video_dir "
-    "goes to the train split, label -1.")
+    "goes to the train split, labelled by the name of its folder "
+    "(class/video.mp4, Kinetics' layout; -1 for a file at the top).")
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None,
     "The dataset is written to <output_dir>/<name>/1.0.0 (the folder that "
@@ -66,6 +72,17 @@ _SHUFFLE_SEED = flags.DEFINE_integer(
     "memory index is its position in that order. Any contiguous run of "
     "records is then a uniform sample of the split even when the folder is "
     "sorted by class. A negative value keeps the sorted path order.")
+_VAL_FRACTION = flags.DEFINE_float(
+    "val_fraction", 0.0,
+    "Moves this fraction of each class's train videos to a 'val' split "
+    "(seeded by --shuffle_seed), e.g. 0.2 for a folder without a CSV; the "
+    "probes and the quickstart's evaluation need one. 0 keeps the splits "
+    "as listed.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False,
+    "Rebuild a dataset already in place although it was ingested with other "
+    "settings (without it such a rerun refuses, naming them: runs may have "
+    "trained on it). A rerun with the same settings always resumes.")
 _PROGRESS = flags.DEFINE_bool(
     "progress", True, "Show a progress bar (--noprogress hides it).")
 flags.mark_flags_as_required(["video_dir", "output_dir"])
@@ -81,7 +98,8 @@ def main(argv):
       jpeg_quality=_JPEG_QUALITY.value, num_workers=_NUM_WORKERS.value,
       missing_audio=_MISSING_AUDIO.value, min_duration=_MIN_DURATION.value,
       shuffle_seed=_SHUFFLE_SEED.value if _SHUFFLE_SEED.value >= 0 else None,
-      show_progress=_PROGRESS.value)
+      show_progress=_PROGRESS.value, val_fraction=_VAL_FRACTION.value,
+      overwrite=_OVERWRITE.value)
   print("\n".join(ingest.summarize(report)))
   print(f"Elapsed: {time.time() - start:.1f} s")
 

@@ -393,6 +393,20 @@ def test_script_two_folds_from_an_export_and_a_rerun_skips_them(
     assert json.load(f)["folds"] == summary["folds"]
 
 
+def test_every_fold_is_checked_before_any_fold_trains(
+    tiny_dataset_dir, tmp_path, monkeypatch):
+  def no_training(*args, **kwargs):
+    raise AssertionError("fold 1 trained before fold 2 was checked")
+  monkeypatch.setattr(finetune, "_fold_model", no_training)
+  output_dir = tmp_path / "out"
+  # The tiny set has train/val (fold 1) but no train2/test2.
+  with pytest.raises(finetune_data.FinetuneDataError,
+                     match="no splits train2/test2"):
+    finetune.finetune(str(output_dir), random_init=True,
+                      dataset_dir=tiny_dataset_dir, folds=(1, 2), **_tiny())
+  assert not output_dir.exists()
+
+
 def test_script_reports_a_bad_init_in_one_line(tiny_dataset_dir, tmp_path):
   result = run_script("finetune.py", f"--init={tmp_path}",
                       f"--dataset_dir={tiny_dataset_dir}",

@@ -533,3 +533,50 @@ def test_parallel_workers_match_single_process(labelled_inputs, clean_dataset,
   _ingest(video_dir, str(tmp_path), labels_csv=labels_csv, num_workers=2)
   _assert_same_dataset(schema.dataset_dir(str(tmp_path), "toy"),
                        clean_dataset[1])
+
+
+def test_a_folder_without_csv_gets_folder_labels_and_a_seeded_val_split(
+    labelled_inputs, tmp_path):
+  video_dir, _ = labelled_inputs
+  output_dir = str(tmp_path / "out")
+  _ingest(video_dir, output_dir, val_fraction=0.5, shuffle_seed=3)
+  directory = schema.dataset_dir(output_dir, "toy")
+  info = schema.DatasetInfo.load(directory)
+  assert info.label_names == ["cat", "dog"]
+  assert info.metadata["val_fraction"] == 0.5
+  # Two videos per class: one of each goes to val, one stays in train.
+  for split in ("train", "val"):
+    examples = _read_split(directory, split)
+    labels = {e["video_id"].decode().split("/")[0]: e["label"]
+              for e in examples}
+    assert labels == {"cat": 0, "dog": 1}, split
+  entries = ingest._list_inputs(video_dir, None, exclude_dir=output_dir)
+  chosen = [[e.video_id for e in ingest._split_off_val(entries, 0.5, seed)
+             if e.split == "val"] for seed in (3, 3, 4, 5, 6)]
+  assert chosen[0] == chosen[1]
+  assert len({tuple(c) for c in chosen}) > 1
+  with pytest.raises(ingest.IngestError, match="val_fraction"):
+    _ingest(video_dir, output_dir, val_fraction=1.0)
+
+
+def test_a_rerun_with_other_settings_refuses_unless_overwrite(
+    labelled_inputs, tmp_path):
+  video_dir, labels_csv = labelled_inputs
+  output_dir = str(tmp_path / "out")
+  _ingest(video_dir, output_dir, labels_csv=labels_csv)
+  directory = schema.dataset_dir(output_dir, "toy")
+  before = {path: os.path.getmtime(path) for path in _files_under(directory)}
+  result = run_script("prepare_data.py", f"--video_dir={video_dir}",
+                      f"--labels_csv={labels_csv}", f"--output_dir={output_dir}",
+                      "--name=toy", f"--short_side={_SHORT_SIDE + 4}",
+                      "--shuffle_seed=-1", "--num_workers=1",
+                      "--noprogress")
+  assert result.returncode == 1 and "Traceback" not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert f"short_side {_SHORT_SIDE} there, {_SHORT_SIDE + 4} now" in last
+  assert "--overwrite" in last
+  assert {path: os.path.getmtime(path)
+          for path in _files_under(directory)} == before
+  _ingest(video_dir, output_dir, labels_csv=labels_csv,
+          short_side=_SHORT_SIDE + 4, overwrite=True)
+  assert schema.read_metadata(directory)["short_side"] == _SHORT_SIDE + 4

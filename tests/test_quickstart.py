@@ -192,10 +192,14 @@ def _readme_keras_example():
 def test_readme_keras_finetuning_example_runs(toy_run):
   work_dir, _ = toy_run
   code = _readme_keras_example()
-  assert 'work_dir = "quickstart_work"' in code
-  # The toy quickstart has 2 classes where the real one has 10.
-  code = code.replace('work_dir = "quickstart_work"',
-                      f"work_dir = {work_dir!r}")
+  # The folders come from the variables at the top: the toy quickstart's.
+  folders = {"dataset_dir": "datasets/synthetic/1.0.0", "model_dir": "model",
+             "encoder_dir": "export/video_encoder"}
+  for name, folder in folders.items():
+    code, count = re.subn(rf'^{name} = "[^"]*"',
+                          f"{name} = {os.path.join(work_dir, folder)!r}",
+                          code, flags=re.MULTILINE)
+    assert count == 1, name
   namespace = {}
   exec(compile(code, "README.md", "exec"), namespace)  # pylint: disable=exec-used
   losses = namespace["history"].history["loss"]

@@ -147,8 +147,15 @@ def test_what_is_not_a_run_is_one_clear_error(tmp_path):
 def test_export_script_writes_encoders_matching_the_model(tiny_run_dir,
                                                           tmp_path):
   export_dir = str(tmp_path / "export")
-  run_script("export.py", f"--model_dir={tiny_run_dir}",
-             f"--export_dir={export_dir}", check=True)
+  result = run_script("export.py", f"--model_dir={tiny_run_dir}",
+                      f"--export_dir={export_dir}", check=True)
+  # The tiny run trained 2 steps: the export says so, and prints it.
+  checkpoint = os.path.join(tiny_run_dir, "checkpoints", "ckpt-2")
+  assert f"Exported {checkpoint} (step 2)" in result.stdout
+  for modality in ("video", "audio"):
+    assert saved_model.read_metadata(os.path.join(
+        export_dir, f"{modality}_encoder"))["source"] == {
+            "model_dir": tiny_run_dir, "checkpoint": checkpoint, "step": 2}
   model = runs.open_run(tiny_run_dir).model()
   layer = saved_model.load_encoder_layer(
       os.path.join(export_dir, "video_encoder"), trainable=False)

@@ -1,10 +1,15 @@
 """End-to-end tests of the training entry: gin, checkpoints, resume, NaN."""
 
 import glob
+import json
 import os
 import random
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import gin
 import keras
@@ -24,7 +29,9 @@ from avid_tf.training import callbacks as callbacks_lib
 from avid_tf.training import checkpointing
 from avid_tf.training import gin_utils
 from avid_tf.training import train_lib
+from conftest import REPO
 from conftest import run_script
+from conftest import script_env
 
 TINY_GIN = os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")
 
@@ -490,6 +497,13 @@ def test_train_restores_the_global_policy_and_random_state(tmp_path,
     (["--gin_file=no_such.gin"], "no_such.gin"),
     (["--gin_bindings=train.dataset_dir = '/no/such/dataset'"],
      "/no/such/dataset"),
+    (["--dataset_dir=/no/such/dataset"], "/no/such/dataset"),
+    # The flag wins over the binding.
+    (["--gin_bindings=train.dataset_dir = '/elsewhere'",
+      "--dataset_dir=/no/such/dataset"], "/no/such/dataset"),
+    ([], "train.dataset_dir"),
+    (["--gin_bindings=train.dataset_dir = /no/quotes"],
+     "train.dataset_dir = /no/quotes"),
 ])
 def test_train_script_reports_mistakes_in_one_line(tmp_path, arguments,
                                                    message):
@@ -499,6 +513,129 @@ def test_train_script_reports_mistakes_in_one_line(tmp_path, arguments,
   lines = result.stderr.strip().splitlines()
   assert "Traceback" not in result.stderr
   assert lines[-1].startswith("Error: ") and message in lines[-1]
+  # Nothing is created for inputs that do not check out.
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_rerun_with_other_settings_refuses_and_a_finished_one_writes_nothing(
+    tmp_path, tiny_run_dir, tiny_dataset_dir):
+  model_dir = tmp_path / "run"
+  shutil.copytree(tiny_run_dir, model_dir)
+  before = {path.name: path.read_bytes() for path in model_dir.rglob("*")
+            if path.is_file()}
+  with pytest.raises(errors.UserError,
+                     match=r"train.batch_size: 4 recorded, 8 now"):
+    _train(model_dir, tiny_dataset_dir, "train.max_steps = 2",
+           "train.batch_size = 8")
+  with pytest.raises(errors.UserError,
+                     match=r"clip_preprocessing.num_frames: 4 recorded, 2 now"):
+    _train(model_dir, tiny_dataset_dir, "train.max_steps = 2",
+           "clip_preprocessing.num_frames = 2")
+  # The same settings: the run has finished, and nothing is written (no
+  # empty TensorBoard event file, no rewritten config.gin or summary).
+  summary = _train(model_dir, tiny_dataset_dir, "train.max_steps = 2")
+  assert summary["steps"] == 2 and summary["history"] == []
+  after = {path.name: path.read_bytes() for path in model_dir.rglob("*")
+           if path.is_file()}
+  assert after == before
+
+
+class _SignalAt(keras.callbacks.Callback):
+  """Sends this process a signal at the end of one step."""
+
+  def __init__(self, step, signal_number=signal.SIGINT):
+    super().__init__()
+    self._step, self._signal_number = step, signal_number
+
+  def on_train_batch_end(self, batch, logs=None):
+    if int(self.model.optimizer.iterations.numpy()) == self._step:
+      os.kill(os.getpid(), self._signal_number)
+
+
+def _logged_steps(model_dir):
+  """Every (step, tag) of the run's TensorBoard files, in file order."""
+  return [(event.step, value.tag)
+          for path in sorted(glob.glob(os.path.join(model_dir, "train",
+                                                    "events.out.*")))
+          for event in tf.compat.v1.train.summary_iterator(path)
+          for value in event.summary.value]
+
+
+@pytest.mark.slow
+def test_an_interrupted_session_saves_its_step_and_resumes_without_repeats(
+    tmp_path, tiny_dataset_dir):
+  model_dir = str(tmp_path / "run")
+  # Checkpoints only at epoch ends: without the save at the signal, the
+  # resumed run would start again from step 0 and log steps 1-3 twice.
+  bindings = [f"train.dataset_dir = '{tiny_dataset_dir}'",
+              "train.checkpoint_every_steps = 0"]
+  gin_utils.parse_gin([TINY_GIN], bindings)
+  with pytest.raises(errors.Interrupted) as interruption:
+    train_lib.train(model_dir, callbacks=[_SignalAt(3, signal.SIGTERM)])
+  # gin appends "In call to configurable 'train'" on a line of its own.
+  assert str(interruption.value).splitlines()[0] == (
+      "interrupted at step 3; rerun the same command to resume")
+  assert interruption.value.signal_number == signal.SIGTERM
+  # The handlers are put back once the session ends.
+  assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+  assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")
+                                    ).endswith("ckpt-3")
+  with open(os.path.join(model_dir, train_lib.SUMMARY_FILE)) as f:
+    first = json.load(f)
+  assert first["steps"] == 3
+  gin_utils.parse_gin([TINY_GIN], bindings)
+  resumed = train_lib.train(model_dir)
+  assert resumed["steps"] == 4
+  sessions = resumed["sessions"]
+  assert [(s["start_step"], s["end_step"], s["interrupted"])
+          for s in sessions] == [(0, 3, True), (3, 4, False)]
+  assert resumed["train_seconds"] == pytest.approx(
+      sum(s["seconds"] for s in sessions))
+  assert resumed["train_seconds"] > first["train_seconds"] > 0
+  logged = _logged_steps(model_dir)
+  assert len(logged) == len(set(logged))
+  assert sorted({step for step, _ in logged}) == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_script_with_one_line(tmp_path, tiny_dataset_dir):
+  model_dir = tmp_path / "run"
+  process = subprocess.Popen(
+      [sys.executable, os.path.join(REPO, "scripts", "train.py"),
+       f"--gin_file={TINY_GIN}", f"--dataset_dir={tiny_dataset_dir}",
+       f"--model_dir={model_dir}", "--gin_bindings=train.epochs = 100"],
+      env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+  deadline = time.time() + 120
+  while not (model_dir / "checkpoints").is_dir() and time.time() < deadline:
+    time.sleep(0.2)
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 128 + signal.SIGINT, stderr
+  assert "Traceback" not in stderr
+  # No XLA start-up lines from C++ logging.
+  assert "I0000" not in stderr and "absl::InitializeLog" not in stderr
+  last = stderr.strip().splitlines()[-1]
+  match = re.fullmatch(
+      r"interrupted at step (\d+); rerun the same command to resume", last)
+  assert match, last
+  with open(model_dir / train_lib.SUMMARY_FILE) as f:
+    assert json.load(f)["steps"] == int(match.group(1))
+
+
+def test_the_small_recipe_is_an_experiment_file_of_train_py(tmp_path):
+  small = os.path.join(gin_utils.GIN_ROOT, "small.gin")
+  # It parses, and train.py gets as far as the dataset.
+  result = run_script("train.py", f"--gin_file={small}",
+                      f"--dataset_dir={tmp_path / 'no_dataset'}",
+                      f"--model_dir={tmp_path / 'run'}")
+  assert result.returncode == 1
+  assert f"No dataset at {tmp_path / 'no_dataset'}" in result.stderr
+  gin_utils.parse_gin([small], [])
+  # Progress output, checkpoints every few minutes, BatchNorm heads.
+  assert gin.query_parameter("train.verbose") == 2
+  assert gin.query_parameter("train.checkpoint_every_steps") == 200
+  assert gin.query_parameter("build_av_model.head_batch_norm") is True
 
 
 def test_debug_flag_keeps_the_traceback(tmp_path):

@@ -27,9 +27,14 @@ ingest resumes at video granularity:
    train split and the metadata go to `avid_metadata.json`; `ingest_report.json` lists every
    input file with its status and reason. The work folder is deleted last.
 
+Without a labels CSV a file's class is its folder's name (`class/video.mp4`)
+and `val_fraction` carves a seeded, class-stratified validation split out
+of train. A rerun into a dataset ingested with other settings refuses,
+naming them, unless `overwrite` (runs may have trained on it).
+
 Bad input is reported, never fatal. `IngestError` is raised only for
-unusable arguments (missing or empty video folder, malformed labels CSV) or
-when no video at all could be ingested.
+unusable arguments (missing or empty video folder, malformed labels CSV),
+changed settings, or when no video at all could be ingested.
 """
 
 import collections
@@ -428,11 +433,87 @@ def _list_inputs(video_dir, labels_csv, exclude_dir):
       for file_name in sorted(file_names):
         path = os.path.join(root, file_name)
         video_id = os.path.relpath(path, video_dir).replace(os.sep, "/")
-        entries.append(_Entry(video_id, path, "", "train"))
+        entries.append(_Entry(video_id, path, _folder_label(video_id),
+                              "train"))
     if not entries:
       raise IngestError(f"--video_dir {video_dir} contains no files.")
     return sorted(entries, key=lambda e: e.video_id)
   return _read_labels_csv(video_dir, labels_csv)
+
+
+def _folder_label(video_id):
+  """The class of a file listed without a CSV: its folder's name
+  (`class/video.mp4`, Kinetics' layout); "" (no label) for a file at the
+  top of the video folder."""
+  parts = video_id.split("/")
+  return parts[-2] if len(parts) > 1 else ""
+
+
+def _split_off_val(entries, val_fraction, seed):
+  """Moves a seeded, class-stratified `val_fraction` of train to "val".
+
+  Each label's train videos (the unlabelled ones as one group) give
+  round(val_fraction * n) to val, at least one and at most n - 1 when the
+  group has two or more; the choice is a permutation of the sorted ids
+  seeded by `seed`, so it depends only on the videos and the seed.
+
+  Raises:
+    IngestError: the labels CSV already has a split other than train.
+  """
+  other = sorted({e.split for e in entries} - {"train"})
+  if other:
+    raise IngestError(f"--val_fraction carves val out of train, but the "
+                      f"labels CSV already gives split(s) {other}; use one "
+                      "or the other.")
+  groups = collections.defaultdict(list)
+  for entry in entries:
+    if not entry.duplicate:
+      groups[entry.label].append(entry.video_id)
+  rng = np.random.default_rng([int(seed or 0), 2])
+  val_ids = set()
+  for label in sorted(groups):
+    ids = sorted(groups[label])
+    count = int(round(val_fraction * len(ids)))
+    if len(ids) >= 2:
+      count = min(max(count, 1), len(ids) - 1)
+    val_ids.update(ids[i] for i in rng.permutation(len(ids))[:count])
+  return [dataclasses.replace(e, split="val") if e.video_id in val_ids
+          else e for e in entries]
+
+
+def _settings(options, shuffle_seed, val_fraction, video_dir, labels_csv):
+  """What an ingest was asked for, as recorded in avid_metadata.json."""
+  return {"fps": options.fps, "short_side": options.short_side,
+          "sample_rate": options.sample_rate,
+          "jpeg_quality": options.jpeg_quality,
+          "min_duration": options.min_duration,
+          "missing_audio": options.missing_audio,
+          "shuffle_seed": shuffle_seed, "val_fraction": val_fraction,
+          "video_dir": video_dir,
+          "labels_csv": os.path.abspath(labels_csv) if labels_csv else None}
+
+
+def _check_same_settings(directory, settings, overwrite):
+  """Refuses to rebuild a dataset with other settings unless `overwrite`.
+
+  Runs may have trained on the dataset already there; a silent rebuild
+  would change the data under them.
+
+  Raises:
+    IngestError: naming each setting that differs from the recorded one.
+  """
+  path = os.path.join(directory, schema.METADATA_FILE)
+  if overwrite or not os.path.isfile(path):
+    return
+  recorded = schema.read_metadata(directory)
+  changed = [f"{key} {recorded[key]!r} there, {value!r} now"
+             for key, value in settings.items()
+             if key in recorded and recorded[key] != value]
+  if changed:
+    raise IngestError(
+        f"{directory} was ingested with other settings ({'; '.join(changed)})"
+        ": pass --overwrite to rebuild it, or choose another --output_dir or "
+        "--name.")
 
 
 def _resolve_listed_path(listed, video_dir, csv_dir):
@@ -676,7 +757,8 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
            short_side=128, sample_rate=24000, jpeg_quality=90,
            num_workers=None, missing_audio="skip", min_duration=0.5,
            videos_per_shard=256, max_shard_bytes=256 * 2**20,
-           shuffle_seed=0, show_progress=True):
+           shuffle_seed=0, show_progress=True, val_fraction=0.0,
+           overwrite=False):
   """Decodes a folder of videos into the on-disk dataset of `schema.py`.
 
   Args:
@@ -688,7 +770,8 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
       not found under `video_dir`; faulty 0/1 marks videos whose audio is
       known to be wrong, kept per memory row in instances.npz; other
       columns ignored). Without it every file under `video_dir` is
-      ingested into the train split with label -1.
+      ingested into the train split, labelled by its folder's name
+      (`class/video.mp4`; a file at the top of `video_dir` gets label -1).
     fps: frame rate of the stored frames.
     short_side: shorter side of the stored frames in pixels.
     sample_rate: sample rate of the stored audio in Hz.
@@ -705,6 +788,10 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
     shuffle_seed: seed of each split's record order (and so of the memory
       index of each video); None keeps the sorted video-id order.
     show_progress: whether to show a progress bar.
+    val_fraction: moves this fraction of each class's train videos to a
+      "val" split (seeded by `shuffle_seed`); 0 keeps the splits given.
+    overwrite: rebuild a dataset already in place although it was ingested
+      with other settings (otherwise an `IngestError` names them).
 
   Returns:
     The report dict also written to `<dataset_dir>/ingest_report.json`:
@@ -714,10 +801,11 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
 
   Raises:
     IngestError: missing or empty `video_dir`, malformed `labels_csv`, bad
-      arguments, or no video could be ingested.
+      arguments, a dataset in place ingested with other settings, or no
+      video could be ingested.
   """
   _check_arguments(video_dir, fps, short_side, sample_rate, jpeg_quality,
-                   missing_audio)
+                   missing_audio, val_fraction)
   video_dir = os.path.abspath(video_dir)
   directory = schema.dataset_dir(os.path.abspath(output_dir), name)
   entries = _list_inputs(video_dir, labels_csv,
@@ -728,6 +816,11 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
                            jpeg_quality=int(jpeg_quality),
                            min_duration=float(min_duration),
                            missing_audio=missing_audio)
+  if val_fraction:
+    entries = _split_off_val(entries, val_fraction, shuffle_seed)
+  settings = _settings(options, shuffle_seed, float(val_fraction), video_dir,
+                       labels_csv)
+  _check_same_settings(directory, settings, overwrite)
   work_dir = os.path.join(directory, WORK_DIR)
   os.makedirs(work_dir, exist_ok=True)
   tasks = [_Task(e.video_id, e.path, os.path.join(work_dir,
@@ -757,8 +850,7 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
   stats = _SpectrogramStats(options.sample_rate)
   shard_lengths = _write_dataset(directory, name, splits, stats,
                                  videos_per_shard, max_shard_bytes)
-  metadata = _metadata(options, stats, label_names, splits, shuffle_seed,
-                       video_dir, labels_csv)
+  metadata = _metadata(settings, stats, label_names, splits)
   schema.write_dataset_info(
       directory, name, shard_lengths, metadata,
       description=f"Videos of {video_dir} ingested by avid_tf.",
@@ -773,8 +865,10 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
 
 
 def _check_arguments(video_dir, fps, short_side, sample_rate, jpeg_quality,
-                     missing_audio):
+                     missing_audio, val_fraction):
   """Raises IngestError for a bad setting or a missing input folder."""
+  if not 0 <= val_fraction < 1:
+    raise IngestError(f"val_fraction must be in [0, 1), got {val_fraction}.")
   if missing_audio not in MISSING_AUDIO_POLICIES:
     raise IngestError(f"missing_audio must be one of {MISSING_AUDIO_POLICIES},"
                       f" got '{missing_audio}'.")
@@ -802,32 +896,23 @@ def _ingested_splits(entries, records, tasks, label_names):
   return splits
 
 
-def _metadata(options, stats, label_names, splits, shuffle_seed, video_dir,
-              labels_csv):
-  """The dataset's avid metadata: decoding settings, labels, statistics."""
+def _metadata(settings, stats, label_names, splits):
+  """The dataset's avid metadata: the ingest's settings (`_settings`),
+  labels, statistics."""
   spectrogram_stats = stats.result()
   if spectrogram_stats is None:
     logging.warning("No train video has audio: spectrogram statistics set to "
                     "mean 0, std 1.")
     spectrogram_stats = ([0.0] * audio_ops.NUM_BINS,
                          [1.0] * audio_ops.NUM_BINS)
-  return {
-      "fps": options.fps,
-      "short_side": options.short_side,
-      "sample_rate": options.sample_rate,
+  return dict(settings, **{
       "label_names": label_names,
       "spectrogram_mean": spectrogram_stats[0],
       "spectrogram_std": spectrogram_stats[1],
       "spectrogram_stats_num_frames": stats.num_frames,
       "spectrogram_stats_num_videos": stats.num_videos,
       "num_videos": {split: len(items) for split, items in splits.items()},
-      "jpeg_quality": options.jpeg_quality,
-      "min_duration": options.min_duration,
-      "missing_audio": options.missing_audio,
-      "shuffle_seed": shuffle_seed,
-      "video_dir": video_dir,
-      "labels_csv": os.path.abspath(labels_csv) if labels_csv else None,
-  }
+  })
 
 
 def _make_report(directory, entries, records, indices):

@@ -144,7 +144,9 @@ def predict_test_clips(model, clips, num_videos, num_clips, verbose=True):
   probabilities = None
   labels = np.full(num_videos, -1, np.int64)
   counts = np.zeros(num_videos, np.int64)
-  predict = tf.function(lambda x: tf.nn.softmax(model(x, training=False)))
+  # The last batch is smaller: one general trace instead of a retrace.
+  predict = tf.function(lambda x: tf.nn.softmax(model(x, training=False)),
+                        reduce_retracing=True)
   with tqdm.tqdm(total=num_videos * num_clips, desc="test clips", unit="clip",
                  disable=not verbose, leave=False) as bar:
     for video, label, position in clips:
@@ -358,6 +360,35 @@ def _save_epoch(model, optimizer, fold_dir, epoch, keep_checkpoints):
       os.remove(path)
 
 
+def _check_fold(fold_data, schedule):
+  """Fails when a fold's training videos make no batch."""
+  if fold_data.num_train * schedule.clips_per_video < schedule.batch_size:
+    raise errors.UserError(
+        f"Fold {fold_data.fold}: {fold_data.num_train} training videos x "
+        f"{schedule.clips_per_video} clips make no batch of "
+        f"{schedule.batch_size}")
+
+
+def _checked_folds(source, folds, init, schedule):
+  """Every fold's data, checked before any fold trains.
+
+  A missing split or fold list, a video a list names that is not in the
+  dataset, a fold too small for a batch or an `init` that is neither a run
+  nor an export fails here, not after hours of training earlier folds.
+
+  Returns:
+    {fold: the fold's `finetune_data` examples}, in the order asked.
+  """
+  if init is not None:
+    runs.open_run(init)
+  fold_data = {}
+  for fold in folds:
+    fold = checks.integer("finetune.folds", fold, minimum=1)
+    fold_data[fold] = source.fold_data(fold)
+    _check_fold(fold_data[fold], schedule)
+  return fold_data
+
+
 def finetune_fold(fold_data, source, fold_dir, init, random_init, clips,
                   schedule, num_classes, verbose=True):
   """Trains and tests one fold (resuming it); returns its scores.
@@ -376,11 +407,7 @@ def finetune_fold(fold_data, source, fold_dir, init, random_init, clips,
   result = _read_json(os.path.join(fold_dir, RESULT_FILE))
   if result is not None:
     return result
-  if fold_data.num_train * schedule.clips_per_video < schedule.batch_size:
-    raise errors.UserError(
-        f"Fold {fold_data.fold}: {fold_data.num_train} training videos x "
-        f"{schedule.clips_per_video} clips make no batch of "
-        f"{schedule.batch_size}")
+  _check_fold(fold_data, schedule)
   model = _fold_model(init, random_init, num_classes, schedule, clips,
                       fold_data.fold)
   progress = _read_json(os.path.join(fold_dir, PROGRESS_FILE)) or {}
@@ -486,8 +513,7 @@ def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
       split_csv_dir=split_csv_dir, tfds_config_template=tfds_config_template,
       tfds_data_dir=tfds_data_dir, tfds_fps=tfds_fps)
   num_classes = finetune_data.resolve_num_classes(source, num_classes)
-  if init is not None:
-    runs.open_run(init)  # A bad --init fails before the folder is made.
+  fold_data = _checked_folds(source, folds, init, schedule)
   settings_record.record_or_check(output_dir, _settings(
       init=init, random_init=bool(random_init), dataset_dir=dataset_dir,
       tfds_name=tfds_name, split_csv_dir=split_csv_dir,
@@ -495,12 +521,10 @@ def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
       tfds_fps=tfds_fps, num_classes=num_classes, clips=clips,
       schedule=schedule), "fine-tuning results", file_name=SETTINGS_FILE)
   results = {}
-  for fold in tqdm.tqdm(list(folds), desc="folds", disable=not verbose):
-    fold = checks.integer("finetune.folds", fold, minimum=1)
+  for fold in tqdm.tqdm(list(fold_data), desc="folds", disable=not verbose):
     results[str(fold)] = finetune_fold(
-        source.fold_data(fold), source,
-        os.path.join(output_dir, f"fold_{fold}"), init, random_init, clips,
-        schedule, num_classes, verbose)
+        fold_data[fold], source, os.path.join(output_dir, f"fold_{fold}"),
+        init, random_init, clips, schedule, num_classes, verbose)
   summary = {
       "folds": results,
       "mean": _mean_scores(list(results.values())),

@@ -10,6 +10,7 @@ encoders or, with `random_init`, the same architecture freshly initialised
 """
 
 import os
+import sys
 
 import gin
 import numpy as np
@@ -130,6 +131,7 @@ def video_probe(model_dir, dataset_dir, output_dir, train_split="train",
   encoder = model.video_encoder
   if not hasattr(encoder, "stage_outputs"):
     raise errors.UserError("The run's video encoder has no stages to probe.")
+  batch_size = _batch_that_fits(dataset, train_split, batch_size)
   steps = pipeline.steps_per_epoch(dataset, batch_size, 1, train_split)
 
   def make_train_dataset(start_step):
@@ -150,6 +152,18 @@ def video_probe(model_dir, dataset_dir, output_dir, train_split="train",
           "num_classes": num_classes, "num_clips": num_clips,
           "stages": stages,
           "chance": chance.top_k(test_labels, 1, num_classes)}
+
+
+def _batch_that_fits(dataset, split, batch_size):
+  """`batch_size`, or the split's video count when that is smaller (the
+  probe trains on whole batches of one clip per video), with a note."""
+  num_videos = dataset.num_examples(split)
+  if num_videos >= batch_size:
+    return batch_size
+  print(f"Note: split '{split}' has {num_videos} videos, fewer than "
+        f"--batch_size={batch_size}: the probe trains on batches of "
+        f"{num_videos}.", file=sys.stderr)
+  return num_videos
 
 
 def audio_probe(model_dir, dataset_dir=None, audio_dir=None,

@@ -238,7 +238,8 @@ def export_encoder(encoder: keras.Model,
                    preprocessing: Optional[Mapping[str, Any]] = None,
                    verify_inputs: Optional[np.ndarray] = None,
                    verify_atol: float = 1e-4,
-                   overwrite: bool = False) -> str:
+                   overwrite: bool = False,
+                   source: Optional[Mapping[str, Any]] = None) -> str:
   """Writes one encoder as a SavedModel with inference and training endpoints.
 
   The folder is written under a temporary name and moved into place when
@@ -257,6 +258,8 @@ def export_encoder(encoder: keras.Model,
       within `verify_atol` (the encoder's own state is not changed).
     verify_atol: absolute tolerance of that check.
     overwrite: replace an existing `export_dir`.
+    source: where the weights come from, recorded as "source" in
+      avid_encoder.json (`export_encoders`).
 
   Returns:
     `export_dir`.
@@ -290,6 +293,8 @@ def export_encoder(encoder: keras.Model,
       output_shape = _write_archive(endpoints, shape, tmp_dir)
     metadata = _metadata(encoder, endpoints, modality, shape, output_shape,
                          record_preprocessing)
+    if source is not None:
+      metadata["source"] = dict(source)
     _write_json(os.path.join(tmp_dir, METADATA_FILE), metadata)
     if verify_inputs is not None:
       check_export(tmp_dir, encoder, verify_inputs, atol=verify_atol)
@@ -354,7 +359,9 @@ def export_encoders(model_or_encoders: Any,
                     video_preprocessing: Optional[Mapping[str, Any]] = None,
                     audio_preprocessing: Optional[Mapping[str, Any]] = None,
                     verify_inputs: Optional[Mapping[str, np.ndarray]] = None,
-                    overwrite: bool = False) -> Dict[str, str]:
+                    overwrite: bool = False,
+                    source: Optional[Mapping[str, Any]] = None
+                    ) -> Dict[str, str]:
   """Exports the video and audio encoders of a pretrained model.
 
   Only the encoders are written: no memory banks, projection heads,
@@ -373,6 +380,9 @@ def export_encoders(model_or_encoders: Any,
     verify_inputs: optional {"video": batch, "audio": batch} to check each
       reloaded SavedModel against its encoder (see `export_encoder`).
     overwrite: replace existing encoder folders.
+    source: where the weights come from, e.g. {"model_dir", "checkpoint",
+      "step"} of a training run; recorded as "source" in each encoder's
+      avid_encoder.json.
 
   Returns:
     Dict modality -> path of the written SavedModel.
@@ -401,7 +411,8 @@ def export_encoders(model_or_encoders: Any,
     paths[modality] = export_encoder(
         encoder, os.path.join(export_dir, subdir), shape, modality,
         preprocessing=preprocessing,
-        verify_inputs=verify_inputs.get(modality), overwrite=overwrite)
+        verify_inputs=verify_inputs.get(modality), overwrite=overwrite,
+        source=source)
   return paths
 
 

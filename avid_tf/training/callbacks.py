@@ -35,7 +35,8 @@ class CheckpointAndGuard(keras.callbacks.Callback):
     self._checkpoint_dir = checkpoint_dir
     self._last_saved_step = None
 
-  def _save(self, step):
+  def save(self, step):
+    """Saves the run at `step`, unless this callback already has."""
     if step != self._last_saved_step:
       self._manager.save(checkpoint_number=step)
       self._last_saved_step = step
@@ -54,10 +55,10 @@ class CheckpointAndGuard(keras.callbacks.Callback):
           f"Loss became {loss} at step {step}; training stopped. Last good "
           f"checkpoint: {last}")
     if self._every_steps and step % self._every_steps == 0:
-      self._save(step)
+      self.save(step)
 
   def on_epoch_end(self, epoch, logs=None):
-    self._save(self._step())
+    self.save(self._step())
 
 
 class ScalarLogger(keras.callbacks.Callback):
@@ -80,14 +81,19 @@ class ScalarLogger(keras.callbacks.Callback):
 
   def __init__(self, log_dir, every_steps=10):
     super().__init__()
-    self._writer = (tf.summary.create_file_writer(log_dir) if log_dir
-                    else tf.summary.create_noop_writer())
+    self._log_dir = log_dir
+    self._writer = None
     self._every_steps = max(1, every_steps)
     self._step_keys = set()
     self.history = []
     self.epoch_history = []
 
   def _write(self, step, values):
+    # Created at the first value, so a session that logs nothing (a rerun
+    # of a finished run) leaves no empty event file.
+    if self._writer is None:
+      self._writer = (tf.summary.create_file_writer(self._log_dir)
+                      if self._log_dir else tf.summary.create_noop_writer())
     with self._writer.as_default(step=step):
       for name, value in values.items():
         tf.summary.scalar(f"train/{name}", value)
@@ -110,4 +116,5 @@ class ScalarLogger(keras.callbacks.Callback):
       self._write(int(self.model.optimizer.iterations.numpy()), values)
 
   def on_train_end(self, logs=None):
-    self._writer.flush()
+    if self._writer is not None:
+      self._writer.flush()

@@ -158,6 +158,16 @@ def bank_rows(path, bank_path):
   return shape[0]
 
 
+def saved_step(path):
+  """The optimizer step a checkpoint was saved at, or None without one.
+
+  A converted official checkpoint holds the model only.
+  """
+  reader = tf.train.load_checkpoint(path)
+  key = _checkpoint_key("optimizer", "iteration")
+  return int(reader.get_tensor(key)) if reader.has_tensor(key) else None
+
+
 def restore(checkpoint, path, model=None, num_data=None):
   """Restores `path` into `checkpoint`, failing clearly on a mismatch.
 

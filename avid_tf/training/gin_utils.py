@@ -5,10 +5,9 @@ import logging
 import os
 
 import gin
+from gin import config_parser
 
 from avid_tf import errors
-
-
 
 
 def _gin_root():
@@ -90,10 +89,77 @@ def parse_gin(gin_files=(), gin_bindings=(), skip_unknown=False):
   probe_filter = _DropIncludeProbes()
   logging.getLogger().addFilter(probe_filter)
   try:
-    gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings),
-                                        skip_unknown=skip_unknown)
-  except (ValueError, KeyError, SyntaxError, TypeError) as e:
-    message = " ".join(str(e).split())
-    raise GinConfigError(f"Bad gin configuration: {message}") from e
+    with _as_config_error("Bad gin configuration"):
+      for path in gin_files:
+        gin.parse_config_file(path, skip_unknown=skip_unknown)
+    # One binding at a time, so that an error names the binding it is in.
+    for binding in gin_bindings:
+      with _as_config_error(f"Bad gin binding \"{binding}\""):
+        gin.parse_config(binding, skip_unknown=skip_unknown)
+    with _as_config_error("Bad gin configuration"):
+      gin.finalize()
   finally:
     logging.getLogger().removeFilter(probe_filter)
+
+
+@contextlib.contextmanager
+def _as_config_error(what):
+  """Turns gin's parse errors into one-line `GinConfigError`s.
+
+  A value gin cannot parse is most often an unquoted string (a path), so
+  that message says how to quote it.
+  """
+  try:
+    yield
+  except (ValueError, KeyError, SyntaxError, TypeError) as e:
+    message = " ".join(str(e).split())
+    if "Unable to parse value" in message:
+      message += " (strings, paths included, need quotes: name = '/a/path')"
+    raise GinConfigError(f"{what}: {message}") from e
+
+
+class _ReadOnlyDelegate(config_parser.ParserDelegate):
+  """Keeps `@references` and `%macros` as text: nothing is looked up."""
+
+  def configurable_reference(self, scoped_name, evaluate):
+    return f"@{scoped_name}{'()' if evaluate else ''}"
+
+  def macro(self, name):
+    return f"%{name}"
+
+
+def bindings(config_text):
+  """The bindings of a gin configuration's text, without applying them.
+
+  Args:
+    config_text: gin text, e.g. a run's config.gin or
+      `gin.operative_config_str()`.
+
+  Returns:
+    {"scope/selector.argument": value}; references and macros as text.
+  """
+  found = {}
+  for statement in config_parser.ConfigParser(config_text,
+                                              _ReadOnlyDelegate()):
+    if isinstance(statement, config_parser.BindingStatement):
+      scope = f"{statement.scope}/" if statement.scope else ""
+      found[f"{scope}{statement.selector}.{statement.arg_name}"] = (
+          statement.value)
+  return found
+
+
+def changed_bindings(recorded_text, current_text, ignore=()):
+  """The bindings both texts set to different values.
+
+  Args:
+    recorded_text: the recorded configuration (a run's config.gin).
+    current_text: the configuration now.
+    ignore: binding names allowed to differ.
+
+  Returns:
+    Sorted ["name: <recorded> recorded, <current> now", ...].
+  """
+  recorded, current = bindings(recorded_text), bindings(current_text)
+  return [f"{name}: {recorded[name]!r} recorded, {current[name]!r} now"
+          for name in sorted(set(recorded) & set(current))
+          if name not in ignore and recorded[name] != current[name]]

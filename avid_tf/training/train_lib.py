@@ -1,10 +1,11 @@
 """The one gin-configured training entry point of avid_tf."""
 
+import contextlib
 import dataclasses
 import json
 import os
 import time
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from absl import logging
 import gin
@@ -21,7 +22,9 @@ from avid_tf.models import builders
 from avid_tf.training import builder_args
 from avid_tf.training import callbacks as callbacks_lib
 from avid_tf.training import checkpointing
+from avid_tf.training import gin_utils
 from avid_tf.training import global_state
+from avid_tf.training import interrupt
 from avid_tf.training import optimizers
 from avid_tf.training import run_info
 from avid_tf.training import strategy as strategy_lib
@@ -32,6 +35,12 @@ CHECKPOINT_SUBDIR = "checkpoints"
 # The run's figures, rewritten at the end of every session of the run.
 SUMMARY_FILE = "train_summary.json"
 MIXED_PRECISION_POLICIES = (None, "mixed_float16", "mixed_bfloat16")
+# `train`'s arguments a rerun may change: how long to train, where the
+# dataset lies (its size is checked against the checkpoint) and what to
+# log or keep. Any other change refuses to resume.
+RESUMABLE_CHANGES = frozenset(f"train.{name}" for name in (
+    "epochs", "max_steps", "dataset_dir", "verbose", "log_every_steps",
+    "checkpoint_every_steps", "max_checkpoints", "callbacks"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +72,10 @@ class TrainSettings:
     def check(name, checker, **kwargs):
       checks.field(self, "train", name, checker, **kwargs)
 
+    if self.dataset_dir is None:
+      raise errors.InvalidValueError(
+          "No dataset: bind train.dataset_dir (scripts/train.py: "
+          "--dataset_dir) to a folder of scripts/prepare_data.py")
     if not isinstance(self.dataset_dir, (str, os.PathLike)):
       raise errors.InvalidValueError(
           f"train.dataset_dir must be a folder, got {self.dataset_dir!r}")
@@ -184,11 +197,12 @@ def _earlier_summary(model_dir, start_step, steps_per_epoch, resumed):
   did not run.
 
   Returns:
-    Dict with the earlier "train_seconds", "final_logs" and the
+    Dict with the earlier "train_seconds", "final_logs", "sessions" and the
     "epoch_logs" of the epochs completed before `start_step`; empty values
     for a fresh run or when there is no summary.
   """
-  earlier = {"train_seconds": 0.0, "final_logs": {}, "epoch_logs": []}
+  earlier = {"train_seconds": 0.0, "final_logs": {}, "epoch_logs": [],
+             "sessions": []}
   path = os.path.join(model_dir, SUMMARY_FILE)
   if not resumed or not os.path.isfile(path):
     return earlier
@@ -199,12 +213,38 @@ def _earlier_summary(model_dir, start_step, steps_per_epoch, resumed):
           "final_logs": recorded.get("final_logs", {}),
           "epoch_logs": [(epoch, values) for epoch, values
                          in recorded.get("epoch_logs", [])
-                         if epoch < completed_epochs]}
+                         if epoch < completed_epochs],
+          "sessions": recorded.get("sessions", [])}
+
+
+def _check_unchanged_settings(model_dir):
+  """Refuses to resume a run under settings it did not train with.
+
+  The operative configuration so far (the model, optimizer, clip geometry
+  and `train`'s arguments) and every explicit binding are compared with
+  the run's config.gin; settings that only say how long to train, where
+  the dataset lies and what to log may change.
+
+  Raises:
+    errors.InvalidValueError: naming each setting that differs.
+  """
+  path = os.path.join(model_dir, builder_args.CONFIG_FILE)
+  if not os.path.isfile(path):
+    return
+  with open(path) as f:
+    recorded = f.read()
+  current = gin.operative_config_str() + "\n" + gin.config_str()
+  changed = gin_utils.changed_bindings(recorded, current,
+                                       ignore=RESUMABLE_CHANGES)
+  if changed:
+    raise errors.InvalidValueError(
+        f"{model_dir} trained with other settings ({'; '.join(changed)}): "
+        "rerun with the recorded ones to resume, or give a new --model_dir.")
 
 
 @gin.configurable(denylist=["model_dir"])
 def train(model_dir,
-          dataset_dir=gin.REQUIRED,
+          dataset_dir=None,
           strategy="default",
           batch_size=32,
           epochs=1,
@@ -237,6 +277,13 @@ def train(model_dir,
   it inherits (`Objective.inherited_state`, e.g. Z), with a fresh optimizer
   at step 0. Once the new run has checkpoints, rerunning resumes it from
   them and `init_from` is not read again.
+
+  A rerun with settings other than those the run trained with (its
+  config.gin) refuses to start, naming them; only `RESUMABLE_CHANGES` may
+  differ. The run folder is created once the dataset, the model and any
+  `init_from` check out. SIGINT or SIGTERM stop a session after its current
+  step (`interrupt`): it saves a checkpoint and the summary, then raises
+  `errors.Interrupted`.
 
   Under "multi_worker" every worker calls `train` with the same `model_dir`
   (a folder all of them can read); only the chief writes checkpoints,
@@ -274,8 +321,10 @@ def train(model_dir,
     Dict with "steps", "train_seconds" (over every session of the run),
     "final_logs" (last step's logs), "epoch_logs" (epoch-level values of the
     objective's callbacks, by epoch, earlier sessions included) and
-    "history" (this session's (step, logs) every `log_every_steps`). All but
-    "history" are also written to `<model_dir>/train_summary.json`.
+    "history" (this session's (step, logs) every `log_every_steps`) and
+    "sessions" (each session's "start_step", "end_step", "seconds" and
+    whether a signal "interrupted" it). All but "history" are also written
+    to `<model_dir>/train_summary.json`.
 
   Raises:
     checkpointing.CheckpointMismatchError: when resuming or initialising
@@ -286,7 +335,8 @@ def train(model_dir,
     ValueError: a per-replica batch that is not a multiple of
       `build_encoders.bn_virtual_batch_size`.
     errors.InvalidValueError: an argument of the wrong type or out of range
-      (a `UserError` naming the binding).
+      (a `UserError` naming the binding), or a rerun with other settings.
+    errors.Interrupted: a signal stopped the session (its state saved).
   """
   settings = TrainSettings(
       dataset_dir=dataset_dir, strategy=strategy, batch_size=batch_size,
@@ -307,7 +357,6 @@ def _train(model_dir, settings, init_from, extra_callbacks):
                                           or "float32")
   # Makes weight initialisation (Keras' global seed) repeatable per seed.
   keras.utils.set_random_seed(settings.seed)
-  os.makedirs(model_dir, exist_ok=True)
   distribution = strategy_lib.get_strategy(settings.strategy)
   data = _open_data(settings, distribution)
   with distribution.scope():
@@ -316,27 +365,60 @@ def _train(model_dir, settings, init_from, extra_callbacks):
   earlier = _earlier_summary(model_dir, start_step, data.steps_per_epoch,
                              bool(state.restored))
   if state.restored:
+    _check_unchanged_settings(model_dir)
+    if start_step >= data.total_steps:
+      print(f"The run finished at step {start_step}: nothing to train.")
+      return _summary(start_step, earlier, None, [])
     print(f"Resuming from {state.restored} at step {start_step}.")
   is_chief = strategy_lib.is_chief(distribution)
-  logger, run_callbacks = _make_callbacks(
-      model_dir, settings, data, state, distribution, extra_callbacks)
-  if is_chief:
+  # The inputs checked out: only now does the run folder appear.
+  os.makedirs(model_dir, exist_ok=True)
+  run_callbacks = _make_callbacks(model_dir, settings, data, state,
+                                  distribution, extra_callbacks)
+  if is_chief and not state.restored:
     _write_run_files(model_dir, data.preprocessing)
-  start_time = time.time()
+  session = _Session(start_step)
   try:
-    step = _fit(state, settings, data, distribution, start_step,
-                run_callbacks)
+    with _watching(run_callbacks.watch, distribution):
+      session.end_step = _fit(state, settings, data, distribution,
+                              start_step, run_callbacks)
+  except interrupt.StopRequested as stop:
+    session.end_step = int(state.optimizer.iterations.numpy())
+    session.interrupted_by = stop.signal_number
+    run_callbacks.checkpoints.save(session.end_step)
   finally:
     # Also after a NaN stop: nothing of a non-chief worker stays behind.
     checkpointing.remove_worker_directory(state.checkpoint_dir, distribution)
-  summary = _summary(step, earlier, logger, time.time() - start_time)
+  summary = _summary(session.end_step, earlier, run_callbacks.logger,
+                     [session.record()])
   if is_chief:
+    # The configuration as this session trained (the input pipeline's
+    # settings included); a rerun's check makes it the first session's.
     files.write_text(os.path.join(model_dir, builder_args.CONFIG_FILE),
                      gin.operative_config_str())
     files.write_json(
         os.path.join(model_dir, SUMMARY_FILE),
         {k: v for k, v in summary.items() if k != "history"})
+  if session.interrupted_by is not None:
+    raise errors.Interrupted(
+        f"interrupted at step {session.end_step}; rerun the same command to "
+        "resume", session.interrupted_by)
   return summary
+
+
+class _Session:
+  """One session of a run: the steps it trained and its wall time."""
+
+  def __init__(self, start_step):
+    self.start_step = start_step
+    self.end_step = start_step
+    self.interrupted_by = None
+    self._start_time = time.time()
+
+  def record(self):
+    return {"start_step": self.start_step, "end_step": self.end_step,
+            "seconds": time.time() - self._start_time,
+            "interrupted": self.interrupted_by is not None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -412,6 +494,16 @@ def _build_state(model_dir, settings, data, distribution, init_from):
   return _State(model, optimizer, checkpoint_dir, manager, restored)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Callbacks:
+  """Every callback of a session's `fit`, and the ones `_train` reads."""
+
+  all: List[keras.callbacks.Callback]
+  logger: callbacks_lib.ScalarLogger
+  checkpoints: callbacks_lib.CheckpointAndGuard
+  watch: interrupt.InterruptWatch
+
+
 def _make_callbacks(model_dir, settings, data, state, distribution,
                     extra_callbacks):
   """The run's logger and every callback of `fit`, in order."""
@@ -425,14 +517,14 @@ def _make_callbacks(model_dir, settings, data, state, distribution,
       instance_faulty=_instance_column(data.dataset, "faulty"),
       dataset=data.dataset)
   logger = callbacks_lib.ScalarLogger(log_dir, settings.log_every_steps)
-  # The objective's callbacks first: the logger, last, writes what they add
-  # to the epoch logs.
-  return logger, (
-      list(state.model.objective.callbacks(run)) + extra_callbacks + [
-          callbacks_lib.CheckpointAndGuard(state.manager,
-                                           settings.checkpoint_every_steps,
-                                           state.checkpoint_dir),
-          logger])
+  checkpoints = callbacks_lib.CheckpointAndGuard(
+      state.manager, settings.checkpoint_every_steps, state.checkpoint_dir)
+  watch = interrupt.InterruptWatch(data.steps_per_epoch)
+  # The objective's callbacks first: the logger writes what they add to the
+  # epoch logs. The watch comes last, once the step is logged and saved.
+  return _Callbacks(
+      list(state.model.objective.callbacks(run)) + extra_callbacks
+      + [checkpoints, logger, watch], logger, checkpoints, watch)
 
 
 def _write_run_files(model_dir, preprocessing):
@@ -466,17 +558,41 @@ def _fit(state, settings, data, distribution, start_step, run_callbacks):
             start_step=start, clips_per_video=settings.clips_per_video,
             input_context=ctx))
     state.model.fit(stream, initial_epoch=epoch, epochs=epoch + num_epochs,
-                    steps_per_epoch=steps, callbacks=run_callbacks,
+                    steps_per_epoch=steps, callbacks=run_callbacks.all,
                     verbose=settings.verbose, shuffle=False)
     step = int(state.optimizer.iterations.numpy())
   return step
 
 
-def _summary(step, earlier, logger, seconds):
-  """The run's figures over every session (see `train`'s return value)."""
-  final_logs = (logger.history[-1][1] if logger.history
-                else earlier["final_logs"])
-  return {"steps": step, "train_seconds": earlier["train_seconds"] + seconds,
-          "final_logs": final_logs,
-          "epoch_logs": earlier["epoch_logs"] + logger.epoch_history,
-          "history": logger.history}
+def _watching(watch, distribution):
+  """Watches for signals, except in a multi-worker run.
+
+  Every worker takes part in every save there, so one worker alone cannot
+  stop and save; such a run resumes from its periodic checkpoints.
+  """
+  if isinstance(distribution, tf.distribute.MultiWorkerMirroredStrategy):
+    return contextlib.nullcontext()
+  return watch.watching()
+
+
+def _summary(step, earlier, logger, sessions):
+  """The run's figures over every session (see `train`'s return value).
+
+  Args:
+    step: the run's step now.
+    earlier: `_earlier_summary`.
+    logger: this session's `ScalarLogger`, or None when it trained nothing.
+    sessions: this session's record, if it trained.
+
+  Returns:
+    See `train`.
+  """
+  history = logger.history if logger else []
+  return {"steps": step,
+          "train_seconds": earlier["train_seconds"] + sum(
+              session["seconds"] for session in sessions),
+          "final_logs": history[-1][1] if history else earlier["final_logs"],
+          "epoch_logs": earlier["epoch_logs"] + (
+              logger.epoch_history if logger else []),
+          "sessions": earlier["sessions"] + sessions,
+          "history": history}
