@@ -267,8 +267,9 @@ def test_unknown_gin_binding_is_a_clear_error():
     os.path.join(gin_utils.GIN_ROOT, "**", "*.gin"), recursive=True)))
 def test_every_gin_file_parses_and_builds(path):
   # The quickstart's files also configure `run_quickstart`, the evaluation
-  # files `finetune`.
+  # files `finetune`, the claims benchmark's its MLP encoders.
   from avid_tf import quickstart  # pylint: disable=g-import-not-at-top,unused-import
+  from studies import latent_training  # pylint: disable=g-import-not-at-top,unused-import
   from avid_tf.eval import finetune  # pylint: disable=g-import-not-at-top,unused-import
   gin_utils.parse_gin([path], [])
   from avid_tf.models import builders  # pylint: disable=g-import-not-at-top
