@@ -52,7 +52,6 @@ centre crops. Audio-only folders (ESC-50) have their own reader,
 import gin
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from avid_tf import errors
 from avid_tf.data import audio_ops
@@ -294,18 +293,6 @@ class _VisitPlan(_VideoOwnership):
 # ---------------------------------------------------------------------------
 
 
-_PARSER = None
-
-
-def _parse(serialized):
-  """Parses a serialized example of schema.features(), frames still JPEG."""
-  global _PARSER
-  if _PARSER is None:
-    _PARSER = tfds.core.example_parser.ExampleParser(
-        schema.features().get_serialized_info())
-  return _PARSER.parse_example(serialized)
-
-
 def _clip_seed(seed, round_index, video_index):
   key = tf.constant([seed, _SEED_SALT], tf.int64)
   key = tf.random.experimental.stateless_fold_in(key, round_index)
@@ -356,7 +343,7 @@ def _check_not_empty(example):
 
 def _train_example(serialized, round_index, clip, seed, augment):
   """One training clip from a serialized record (see module docstring)."""
-  example = _parse(serialized)
+  example = schema.parse_example(serialized)
   with tf.control_dependencies([_check_not_empty(example)]):
     num_stored, video_len, audio_len = clip.lengths(example)
   seeds = tf.random.experimental.stateless_split(
@@ -394,7 +381,7 @@ def _train_example(serialized, round_index, clip, seed, augment):
 
 def _eval_example(serialized, clip, num_clips):
   """`num_clips` aligned clips uniformly spaced over one whole video."""
-  example = _parse(serialized)
+  example = schema.parse_example(serialized)
   with tf.control_dependencies([_check_not_empty(example)]):
     num_stored, video_len, audio_len = clip.lengths(example)
   video_starts, audio_starts = video_ops.uniform_clip_offsets(

@@ -16,6 +16,7 @@ from avid_tf import errors
 from avid_tf.data import pipeline
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
+from avid_tf.data import shard_check
 from avid_tf.data import video_ops
 from avid_tf.models import builders
 from avid_tf.training import builder_args
@@ -465,9 +466,15 @@ def _fit(state, settings, data, distribution, start_step, run_callbacks):
             preprocessing=data.preprocessing, seed=settings.seed,
             start_step=start, clips_per_video=settings.clips_per_video,
             input_context=ctx))
-    state.model.fit(stream, initial_epoch=epoch, epochs=epoch + num_epochs,
-                    steps_per_epoch=steps, callbacks=run_callbacks,
-                    verbose=settings.verbose, shuffle=False)
+    try:
+      state.model.fit(stream, initial_epoch=epoch, epochs=epoch + num_epochs,
+                      steps_per_epoch=steps, callbacks=run_callbacks,
+                      verbose=settings.verbose, shuffle=False)
+    except tf.errors.DataLossError as error:
+      # No checkpoint is saved after the failed step: the newest is kept.
+      raise shard_check.damaged_shard_error(
+          data.dataset, error,
+          tf.train.latest_checkpoint(state.checkpoint_dir)) from None
     step = int(state.optimizer.iterations.numpy())
   return step
 
