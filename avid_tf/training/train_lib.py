@@ -465,7 +465,7 @@ def _fit(state, settings, data, distribution, start_step, run_callbacks):
             data.dataset, batch_size=settings.batch_size,
             preprocessing=data.preprocessing, seed=settings.seed,
             start_step=start, clips_per_video=settings.clips_per_video,
-            input_context=ctx))
+            input_context=ctx, video_dtype="uint8"))
     try:
       state.model.fit(stream, initial_epoch=epoch, epochs=epoch + num_epochs,
                       steps_per_epoch=steps, callbacks=run_callbacks,
