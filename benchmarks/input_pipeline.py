@@ -308,18 +308,19 @@ def stage_breakdown(dataset, preprocessing, batch_size=8, num_clips=32,
     best = lambda d: min(_cpu_seconds(_sequential(d)) for _ in range(repeats))
     return max(0.0, best(transformation(inputs)) - best(inputs))
 
+  # As the pipeline maps them: without AutoGraph's conversion.
+  plain = tf.autograph.experimental.do_not_convert
   stages = {}
   previous = records
-  for name, phase in [("parse_and_sample", lambda r, i: phases.sample(r, i))
-                      ] + phases.phases():
-    stages[name] = cost(previous, lambda d, f=phase: d.map(f))
-    previous = previous.map(phase).cache()
+  for name, phase in [("parse_and_sample", phases.sample)] + phases.phases():
+    stages[name] = cost(previous, lambda d, f=plain(phase): d.map(f))
+    previous = previous.map(plain(phase)).cache()
     _cpu_seconds(previous)  # fills the cache
-  elements = previous.map(phases.element).cache()
+  elements = previous.map(plain(phases.element)).cache()
   _cpu_seconds(elements)
   stages["batching"] = cost(elements, lambda d: d.batch(batch_size))
   total = cost(records,
-               lambda d: d.map(phases.example).batch(batch_size))
+               lambda d: d.map(plain(phases.example)).batch(batch_size))
   per_clip = lambda seconds: round(1000.0 * seconds / num_clips, 3)
   return {"stages_ms_per_clip": {k: per_clip(v) for k, v in stages.items()},
           "sum_ms_per_clip": per_clip(sum(stages.values())),

@@ -5,6 +5,9 @@ Phases (DMVR-style), all TensorFlow ops after the cheap visit stream:
   -> decode only the sampled JPEG frames (only the crop window in training)
   -> video augment -> audio crop -> gain -> log-spectrogram -> normalise
   -> batch -> prefetch -> {"video", "audio", "index", "label"}
+A training clip's phases are the methods of `TrainClipPhases`; with uint8
+video batches its colour jitter and normalisation run in the model's step
+instead (`finish_video`).
 
 Training stream (`make_train_dataset`)
 --------------------------------------

@@ -465,7 +465,7 @@ def _fit(state, settings, data, distribution, start_step, run_callbacks):
             data.dataset, batch_size=settings.batch_size,
             preprocessing=data.preprocessing, seed=settings.seed,
             start_step=start, clips_per_video=settings.clips_per_video,
-            input_context=ctx, video_dtype="uint8"))
+            input_context=ctx, video_dtype=_batch_video_dtype()))
     try:
       state.model.fit(stream, initial_epoch=epoch, epochs=epoch + num_epochs,
                       steps_per_epoch=steps, callbacks=run_callbacks,
@@ -477,6 +477,17 @@ def _fit(state, settings, data, distribution, start_step, run_callbacks):
           tf.train.latest_checkpoint(state.checkpoint_dir)) from None
     step = int(state.optimizer.iterations.numpy())
   return step
+
+
+def _batch_video_dtype():
+  """uint8 video batches when the step runs on GPUs, float32 on CPUs.
+
+  With uint8 batches the colour jitter and normalisation run in the model's
+  step (`pipeline.finish_video`), off the host that feeds the GPUs; on a
+  CPU the step would only take that work from the input pipeline's
+  threads. Either way the step sees the same clips.
+  """
+  return "uint8" if tf.config.list_logical_devices("GPU") else "float32"
 
 
 def _summary(step, earlier, logger, seconds):
