@@ -432,8 +432,8 @@ class TrainClipPhases:
     augment = self.augment
     parts["frames"] = video_ops.jitter_clip(
         parts["frames"], parts.pop("jitter"), parts.pop("jitter_order"),
-        (augment.brightness > 0, augment.contrast > 0,
-         augment.saturation > 0, augment.hue > 0))
+        video_ops.jitter_enabled(augment.brightness, augment.contrast,
+                                 augment.saturation, augment.hue))
     return parts
 
   def normalise(self, parts):
