@@ -262,10 +262,16 @@ def _cpu_seconds(dataset):
 
 
 def _sequential(dataset):
+  """One thread, no autotuning, and no rewriting (a pass-through map stays)."""
   options = tf.data.Options()
   options.threading.private_threadpool_size = 1
   options.autotune.enabled = False
+  options.experimental_optimization.apply_default_optimizations = False
   return dataset.with_options(options)
+
+
+def _pass_through(*parts):
+  return parts
 
 
 def stage_breakdown(dataset, preprocessing, batch_size=8, num_clips=32,
@@ -277,8 +283,10 @@ def stage_breakdown(dataset, preprocessing, batch_size=8, num_clips=32,
   the batching run alone over the outputs of the phase before, held in
   memory; then all of them run at once over the same records, as the
   training stream's map function does (float32 video: every phase on the
-  host). Each figure is the CPU time of the pass less that of reading its
-  inputs alone (so a pass's fixed costs cancel). Everything runs on one
+  host). Each phase's figure is the CPU time of its pass less that of a
+  pass-through map over the same inputs (so reading the inputs, the map's
+  own cost per element and a pass's fixed costs cancel); the batching's,
+  less that of reading its inputs. Everything runs on one
   tf.data thread, so the figures are what one core spends. The sum of the
   phases should match the total: a gap is work the phases do not account
   for.
@@ -303,24 +311,27 @@ def stage_breakdown(dataset, preprocessing, batch_size=8, num_clips=32,
   records = tf.data.Dataset.from_tensor_slices(
       (records[:num_clips], np.zeros(num_clips, np.int64)))
 
-  def cost(inputs, transformation):
-    """CPU seconds of `transformation` beyond reading its inputs."""
-    best = lambda d: min(_cpu_seconds(_sequential(d)) for _ in range(repeats))
-    return max(0.0, best(transformation(inputs)) - best(inputs))
-
   # As the pipeline maps them: without AutoGraph's conversion.
   plain = tf.autograph.experimental.do_not_convert
+  best = lambda d: min(_cpu_seconds(_sequential(d)) for _ in range(repeats))
+
+  def cost(inputs, function):
+    """CPU seconds of mapping `function` beyond a pass-through map."""
+    return max(0.0, best(inputs.map(plain(function))) -
+               best(inputs.map(plain(_pass_through))))
+
   stages = {}
   previous = records
   for name, phase in [("parse_and_sample", phases.sample)] + phases.phases():
-    stages[name] = cost(previous, lambda d, f=plain(phase): d.map(f))
+    stages[name] = cost(previous, phase)
     previous = previous.map(plain(phase)).cache()
     _cpu_seconds(previous)  # fills the cache
   elements = previous.map(plain(phases.element)).cache()
   _cpu_seconds(elements)
-  stages["batching"] = cost(elements, lambda d: d.batch(batch_size))
-  total = cost(records,
-               lambda d: d.map(plain(phases.example)).batch(batch_size))
+  stages["batching"] = max(0.0, best(elements.batch(batch_size)) -
+                           best(elements))
+  total = max(0.0, best(records.map(plain(phases.example)).batch(batch_size))
+              - best(records.map(plain(_pass_through))))
   per_clip = lambda seconds: round(1000.0 * seconds / num_clips, 3)
   return {"stages_ms_per_clip": {k: per_clip(v) for k, v in stages.items()},
           "sum_ms_per_clip": per_clip(sum(stages.values())),

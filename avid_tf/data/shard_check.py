@@ -30,6 +30,7 @@ _RECORD_ERROR = re.compile(r"(corrupted|truncated) record at (\d+)")
 _LENGTH_BYTES = 8
 HEADER_BYTES = 12
 FRAMING_BYTES = 16
+# ingest.REPORT_FILE (ingest imports this module, not the other way).
 _REPORT_FILE = "ingest_report.json"
 # prepare_data flags and the avid_metadata.json keys that hold their values.
 _INGEST_FLAGS = ("fps", "short_side", "sample_rate", "jpeg_quality",
