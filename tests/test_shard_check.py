@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import shlex
-import shutil
 
 import numpy as np
 import pytest
@@ -141,7 +140,8 @@ def test_reader_error_is_traced_to_its_shard(tmp_path):
 def test_training_stops_in_one_line_and_keeps_the_checkpoint(tmp_path):
   directory = write_tiny_dataset(tmp_path / "data", num_train=8, num_val=2)
   model_dir = str(tmp_path / "run")
-  arguments = [f"--gin_file={os.path.join(gin_utils.GIN_ROOT, 'tests', 'tiny.gin')}",
+  tiny_gin = os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")
+  arguments = [f"--gin_file={tiny_gin}",
                f"--gin_bindings=train.dataset_dir = '{directory}'",
                "--gin_bindings=train.epochs = 2", f"--model_dir={model_dir}"]
   run_script("train.py", *arguments, "--gin_bindings=train.max_steps = 2",

@@ -630,22 +630,23 @@ def make_train_dataset(dataset, batch_size, preprocessing=None, split="train",
     FileNotFoundError: if `dataset` names a folder that holds no dataset.
     ValueError: for a missing split, metadata or an empty shard of videos.
   """
-  _, split_info, clip = _split_and_geometry(dataset, split, preprocessing)
+  dataset, split_info, _ = _split_and_geometry(dataset, split,
+                                               preprocessing)
   num_pipelines, pipeline_id = _pipeline_shard(input_context)
   local_batch, elements_per_step = _per_pipeline_batch(batch_size,
                                                        input_context)
   plan = _VisitPlan(split_info, seed, num_pipelines, pipeline_id,
                     shuffle_window_bytes, shards_per_group)
-  phases = TrainClipPhases(
-      clip, seed, augmentation or augmentation_lib.clip_augmentation(),
-      video_dtype)
+  phases = train_clip_phases(dataset, preprocessing, seed, augmentation,
+                             video_dtype)
   if clips_per_video is None:
     visits = plan.dataset(int(start_step) * elements_per_step)
   else:
     visits = _exact_epochs(plan, split_info, batch_size, clips_per_video,
                            num_pipelines, elements_per_step, int(start_step))
   dataset = visits.map(
-      _plain(phases.example), num_parallel_calls=num_parallel_calls, deterministic=True)
+      _plain(phases.example), num_parallel_calls=num_parallel_calls,
+      deterministic=True)
   dataset = dataset.batch(local_batch, drop_remainder=True)
   dataset = dataset.apply(tf.data.experimental.assert_cardinality(
       tf.data.INFINITE_CARDINALITY))
