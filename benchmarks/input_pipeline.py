@@ -250,11 +250,102 @@ def source_videos(dataset, video_dir, split="train"):
   return paths, durations
 
 
+def _cpu_seconds(dataset):
+  """CPU seconds of this process to run a finite dataset to its end.
+
+  The loop runs inside TensorFlow (`reduce`), so no Python overhead per
+  element is counted.
+  """
+  start = time.process_time()
+  dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)
+  return time.process_time() - start
+
+
+def _sequential(dataset):
+  """One thread, no autotuning, and no rewriting (a pass-through map stays)."""
+  options = tf.data.Options()
+  options.threading.private_threadpool_size = 1
+  options.autotune.enabled = False
+  options.experimental_optimization.apply_default_optimizations = False
+  return dataset.with_options(options)
+
+
+def _pass_through(*parts):
+  return parts
+
+
+def stage_breakdown(dataset, preprocessing, batch_size=8, num_clips=32,
+                    repeats=2):
+  """CPU milliseconds per clip of each phase of a training clip.
+
+  Each phase of `pipeline.TrainClipPhases` (parse and sampling, JPEG
+  decode, crop and resize, colour jitter, normalisation, spectrogram) and
+  the batching run alone over the outputs of the phase before, held in
+  memory; then all of them run at once over the same records, as the
+  training stream's map function does (float32 video: every phase on the
+  host). Each phase's figure is the CPU time of its pass less that of a
+  pass-through map over the same inputs (so reading the inputs, the map's
+  own cost per element and a pass's fixed costs cancel); the batching's,
+  less that of reading its inputs. Everything runs on one
+  tf.data thread, so the figures are what one core spends. The sum of the
+  phases should match the total: a gap is work the phases do not account
+  for.
+
+  Args:
+    dataset: a `schema.DatasetInfo`.
+    preprocessing: the clip geometry.
+    batch_size: clips per batch of the batching phase and of the total.
+    num_clips: clips measured: the first records of the train split (in
+      turn again when it holds fewer).
+    repeats: runs of each measurement; the smallest is kept (the machine
+      may be shared).
+
+  Returns:
+    dict: stages_ms_per_clip {stage: ms} in pipeline order, sum_ms_per_clip,
+    total_ms_per_clip, sum_over_total, num_clips.
+  """
+  phases = pipeline.train_clip_phases(dataset, preprocessing)
+  records = tf.data.TFRecordDataset(list(dataset.split("train").paths))
+  records = list(records.repeat().take(num_clips).as_numpy_iterator())
+  num_clips = len(records) - len(records) % batch_size
+  records = tf.data.Dataset.from_tensor_slices(
+      (records[:num_clips], np.zeros(num_clips, np.int64)))
+
+  # As the pipeline maps them: without AutoGraph's conversion.
+  plain = tf.autograph.experimental.do_not_convert
+  best = lambda d: min(_cpu_seconds(_sequential(d)) for _ in range(repeats))
+
+  def cost(inputs, function):
+    """CPU seconds of mapping `function` beyond a pass-through map."""
+    return max(0.0, best(inputs.map(plain(function))) -
+               best(inputs.map(plain(_pass_through))))
+
+  stages = {}
+  previous = records
+  for name, phase in [("parse_and_sample", phases.sample)] + phases.phases():
+    stages[name] = cost(previous, phase)
+    previous = previous.map(plain(phase)).cache()
+    _cpu_seconds(previous)  # fills the cache
+  elements = previous.map(plain(phases.element)).cache()
+  _cpu_seconds(elements)
+  stages["batching"] = max(0.0, best(elements.batch(batch_size)) -
+                           best(elements))
+  total = max(0.0, best(records.map(plain(phases.example)).batch(batch_size))
+              - best(records.map(plain(_pass_through))))
+  per_clip = lambda seconds: round(1000.0 * seconds / num_clips, 3)
+  return {"stages_ms_per_clip": {k: per_clip(v) for k, v in stages.items()},
+          "sum_ms_per_clip": per_clip(sum(stages.values())),
+          "total_ms_per_clip": per_clip(total),
+          "sum_over_total": round(sum(stages.values()) / total, 3),
+          "num_clips": num_clips}
+
+
 def benchmark_input_pipeline(dataset_dir=None, video_dir=None, batch_size=32,
                              num_frames=8, crop_size=112, audio_seconds=2.0,
                              num_batches=20, warmup_batches=5,
                              baseline_batches=5, num_videos=32,
-                             work_dir=None):
+                             work_dir=None, video_dtype="uint8",
+                             breakdown_clips=32):
   """Measures the training input pipeline and the direct-decode baseline.
 
   Args:
@@ -272,6 +363,11 @@ def benchmark_input_pipeline(dataset_dir=None, video_dir=None, batch_size=32,
     baseline_batches: timed batches of the baseline (after 1 warm-up).
     num_videos: videos of the synthetic dataset.
     work_dir: where the synthetic dataset goes; None = a temporary folder.
+    video_dtype: the pipeline's video batches: "uint8" as training reads
+      them (colour jitter and normalisation left to the model's step) or
+      "float32" (every phase on the host).
+    breakdown_clips: clips of the per-phase breakdown (`stage_breakdown`);
+      0 skips it.
 
   Returns:
     dict: clips_per_second, clips_per_second_per_core (the wall-clock rate
@@ -279,7 +375,7 @@ def benchmark_input_pipeline(dataset_dir=None, video_dir=None, batch_size=32,
     CPU time), cores, baseline_clips_per_second,
     baseline_clips_per_cpu_second, speedup (wall-clock ratio),
     speedup_per_cpu_second, load_average (1-minute load before and after),
-    and the settings.
+    breakdown (`stage_breakdown`'s dict, or None) and the settings.
   """
   temporary = None
   if dataset_dir is None:
@@ -295,8 +391,12 @@ def benchmark_input_pipeline(dataset_dir=None, video_dir=None, batch_size=32,
         dataset, num_frames=num_frames, crop_size=crop_size,
         audio_seconds=audio_seconds)
     rate, rate_per_cpu_second = clips_per_second(
-        pipeline.make_train_dataset(dataset, batch_size, preprocessing),
+        pipeline.make_train_dataset(dataset, batch_size, preprocessing,
+                                    video_dtype=video_dtype),
         num_batches, warmup_batches)
+    breakdown = (stage_breakdown(dataset, preprocessing,
+                                 num_clips=breakdown_clips)
+                 if breakdown_clips else None)
     baseline = baseline_per_cpu_second = None
     if video_dir is not None and baseline_batches > 0:
       paths, durations = source_videos(dataset, video_dir)
@@ -319,9 +419,106 @@ def benchmark_input_pipeline(dataset_dir=None, video_dir=None, batch_size=32,
             else round(rate_per_cpu_second / baseline_per_cpu_second, 2)),
         "load_average": [round(load_before, 2),
                          round(os.getloadavg()[0], 2)],
+        "breakdown": breakdown,
         "batch_size": batch_size, "num_frames": num_frames,
         "crop_size": crop_size, "audio_seconds": audio_seconds,
+        "video_dtype": video_dtype,
     }
   finally:
     if temporary is not None:
       temporary.cleanup()
+
+
+def _median(values):
+  return float(np.median(values))
+
+
+def benchmark_geometries(geometries=((128, 112), (256, 224)), num_videos=32,
+                         work_dir=None, video_dtypes=("float32", "uint8"),
+                         rounds=2, **settings):
+  """The pipeline at several clip geometries, measured in one run.
+
+  One synthetic set of videos (the same content) is generated and ingested
+  per stored short side; then every (geometry, video dtype) is measured
+  `rounds` times, the rounds interleaved so that a change of the machine's
+  load hits every configuration alike. Compare the ratios, not the
+  absolute rates, on a shared machine.
+
+  Args:
+    geometries: (stored short side, crop size) pairs; the first is the
+      reference of the ratios.
+    num_videos: videos per synthetic set.
+    work_dir: folder of the synthetic sets (`<work_dir>/s<side>`), reused
+      when already ingested there; None = a temporary folder.
+    video_dtypes: the batch video dtypes measured (see
+      `benchmark_input_pipeline`).
+    rounds: measurements of each configuration.
+    **settings: more arguments of `benchmark_input_pipeline` (batch_size,
+      num_frames, audio_seconds, num_batches, warmup_batches).
+
+  Returns:
+    dict: results (one per geometry and dtype: stored_size, crop_size,
+    video_dtype, the median and every round's clips_per_second and
+    clips_per_cpu_second, and the float32 per-phase breakdown), ratios
+    ({"<crop>_from_<side>/<reference>": {dtype: {"per_second",
+    "per_cpu_second"}}}, medians over the reference's) and load_average
+    (1-minute load before and after).
+  """
+  temporary = None
+  if work_dir is None:
+    temporary = tempfile.TemporaryDirectory()
+    work_dir = temporary.name
+  try:
+    load_before = os.getloadavg()[0]
+    dataset_dirs = {}
+    for side in sorted({side for side, _ in geometries}):
+      folder = os.path.join(work_dir, f"s{side}")
+      existing = schema.dataset_dir(os.path.join(folder), DATASET_NAME)
+      dataset_dirs[side] = (
+          existing if os.path.isfile(os.path.join(existing,
+                                                  "dataset_info.json"))
+          else make_synthetic_dataset(folder, num_videos, size=side)[0])
+    runs = {}
+    for round_index in range(rounds):
+      for side, crop in geometries:
+        for dtype in video_dtypes:
+          result = benchmark_input_pipeline(
+              dataset_dirs[side], crop_size=crop, baseline_batches=0,
+              video_dtype=dtype,
+              breakdown_clips=32 if round_index == 0 and dtype == "float32"
+              else 0, **settings)
+          runs.setdefault((side, crop, dtype), []).append(result)
+    return _geometry_summary(geometries, video_dtypes, runs, load_before)
+  finally:
+    if temporary is not None:
+      temporary.cleanup()
+
+
+def _geometry_summary(geometries, video_dtypes, runs, load_before):
+  """`benchmark_geometries`' dict from its runs {(side, crop, dtype): [...]}."""
+  results, medians = [], {}
+  for (side, crop, dtype), measured in runs.items():
+    rates = [r["clips_per_second"] for r in measured]
+    cpu_rates = [r["clips_per_cpu_second"] for r in measured]
+    medians[side, crop, dtype] = (_median(rates), _median(cpu_rates))
+    results.append({
+        "stored_size": side, "crop_size": crop, "video_dtype": dtype,
+        "clips_per_second": round(_median(rates), 2),
+        "clips_per_cpu_second": round(_median(cpu_rates), 2),
+        "rounds_clips_per_second": rates,
+        "rounds_clips_per_cpu_second": cpu_rates,
+        "breakdown": next((r["breakdown"] for r in measured
+                           if r["breakdown"]), None)})
+  reference = geometries[0]
+  ratios = {}
+  for side, crop in geometries[1:]:
+    ratios[f"{crop}_from_{side}/{reference[1]}_from_{reference[0]}"] = {
+        dtype: {"per_second": round(medians[side, crop, dtype][0] /
+                                    medians[reference + (dtype,)][0], 3),
+                "per_cpu_second": round(medians[side, crop, dtype][1] /
+                                        medians[reference + (dtype,)][1], 3)}
+        for dtype in video_dtypes}
+  return {"results": results, "ratios": ratios,
+          "load_average": [round(load_before, 2),
+                           round(os.getloadavg()[0], 2)],
+          "cores": os.cpu_count()}

@@ -4,6 +4,7 @@ Example:
   python scripts/benchmark.py --what=input_pipeline
   python scripts/benchmark.py --what=input_pipeline \
     --dataset_dir=/data/kinetics/1.0.0 --video_dir=/data/kinetics/videos
+  python scripts/benchmark.py --what=input_pipeline --geometries=128:112,256:224
   python scripts/benchmark.py --what=train_step --batch_size=8 --steps=10
   python scripts/benchmark.py --what=train_step \
     --gin_file=gin/avid/kinetics_self.gin --batch_size=8
@@ -64,6 +65,17 @@ _BASELINE_BATCHES = flags.DEFINE_integer(
     "baseline_batches", 5,
     "input_pipeline: timed batches of the direct-decode baseline; 0 skips "
     "it.")
+_VIDEO_DTYPE = flags.DEFINE_enum(
+    "video_dtype", "uint8", ["uint8", "float32"],
+    "input_pipeline: video batches as training reads them (uint8: colour "
+    "jitter and normalisation left to the model's step on the accelerator) "
+    "or float32 (every phase on the host).")
+_GEOMETRIES = flags.DEFINE_list(
+    "geometries", None,
+    "input_pipeline: stored_side:crop pairs, e.g. 128:112,256:224, measured "
+    "in one run on synthetic sets ingested at each side (both video dtypes, "
+    "ratios to the first pair); --frames, --audio_seconds, --batch_size, "
+    "--num_batches, --warmup_batches and --num_videos apply.")
 _NUM_VIDEOS = flags.DEFINE_integer(
     "num_videos", 32,
     "input_pipeline: videos in the synthetic dataset (without "
@@ -165,12 +177,20 @@ def _value_or_default(flag, default):
 
 def _input_pipeline():
   from benchmarks import input_pipeline  # pylint: disable=g-import-not-at-top
+  if _GEOMETRIES.value:
+    return input_pipeline.benchmark_geometries(
+        [tuple(int(size) for size in pair.split(":"))
+         for pair in _GEOMETRIES.value], num_videos=_NUM_VIDEOS.value,
+        batch_size=_BATCH_SIZE.value, num_frames=_FRAMES.value,
+        audio_seconds=_AUDIO_SECONDS.value, num_batches=_NUM_BATCHES.value,
+        warmup_batches=_WARMUP_BATCHES.value)
   return input_pipeline.benchmark_input_pipeline(
       dataset_dir=_DATASET_DIR.value, video_dir=_VIDEO_DIR.value,
       batch_size=_BATCH_SIZE.value, num_frames=_FRAMES.value,
       crop_size=_CROP.value, audio_seconds=_AUDIO_SECONDS.value,
       num_batches=_NUM_BATCHES.value, warmup_batches=_WARMUP_BATCHES.value,
-      baseline_batches=_BASELINE_BATCHES.value, num_videos=_NUM_VIDEOS.value)
+      baseline_batches=_BASELINE_BATCHES.value, num_videos=_NUM_VIDEOS.value,
+      video_dtype=_VIDEO_DTYPE.value)
 
 
 def _train_step():

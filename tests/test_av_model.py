@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from avid_tf.data import pipeline
 from avid_tf.losses.avid import AVIDObjective
 from avid_tf.memory import memory_bank
 from conftest import mirrored_strategy
@@ -215,3 +216,27 @@ def test_mixed_precision_step_keeps_float32_banks():
     np.testing.assert_allclose(np.linalg.norm(bank.bank.numpy(), axis=1),
                                1.0, atol=1e-6)
   assert model.objective.partition.dtype == "float32" and model.objective.partition.numpy() > 0
+
+
+def test_uint8_batches_are_finished_inside_the_step():
+  rng = np.random.default_rng(1)
+  batch = dict(_first_batch(_batches()))
+  batch["video"] = rng.integers(0, 256, batch["video"].shape, np.uint8)
+  batch[pipeline.VIDEO_JITTER] = rng.uniform(
+      [0.6, 0.6, 0.6, -0.2], [1.4, 1.4, 1.4, 0.2], (8, 4)).astype(np.float32)
+  batch[pipeline.VIDEO_JITTER_ORDER] = np.stack(
+      [rng.permutation(4) for _ in range(8)]).astype(np.int32)
+  finished = {k: v.numpy() for k, v in pipeline.finish_video(
+      {k: tf.constant(v) for k, v in batch.items()}).items()}
+  assert finished["video"].dtype == np.float32
+  assert sorted(finished) == ["audio", "index", "label", "video"]
+  logs, weights = [], []
+  for data in (batch, finished):
+    model = _make_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    logs.append(model.train_on_batch(data, return_dict=True))
+    weights.append(model.get_weights())
+  for key, value in logs[1].items():
+    np.testing.assert_allclose(logs[0][key], value, rtol=1e-5, atol=1e-6)
+  for w_uint8, w_float in zip(*weights):
+    np.testing.assert_allclose(w_uint8, w_float, rtol=1e-5, atol=1e-6)

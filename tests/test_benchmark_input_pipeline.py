@@ -87,3 +87,21 @@ def test_baseline_batches_follow_the_preprocessing(synthetic_dataset):
   for key in ("video", "audio", "index"):
     assert batch[key].shape == expected[key].shape, key
     assert batch[key].dtype == expected[key].dtype, key
+
+
+@pytest.mark.slow
+def test_stage_breakdown_adds_up_to_the_whole_clip(tiny_dataset_dir):
+  dataset = schema.DatasetInfo.load(tiny_dataset_dir)
+  clip = preprocessing.clip_preprocessing(dataset, num_frames=4,
+                                          crop_size=32, audio_seconds=1.0)
+  result = input_pipeline.stage_breakdown(dataset, clip, batch_size=4,
+                                          num_clips=64, repeats=5)
+  stages = result["stages_ms_per_clip"]
+  assert list(stages) == ["parse_and_sample", "jpeg_decode",
+                          "crop_and_resize", "colour_jitter",
+                          "normalisation", "spectrogram", "batching"]
+  # Batching tiny clips may cost less than the timer's noise.
+  assert all(stages[name] > 0 for name in list(stages)[:-1])
+  assert result["num_clips"] == 64
+  # Timed one by one, the phases cost what the whole map function does.
+  assert 0.9 <= result["sum_over_total"] <= 1.1, result

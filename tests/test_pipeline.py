@@ -169,6 +169,23 @@ def test_train_batches_follow_the_contract(dataset_dir, reference_batches):
   assert len(clips) >= 2 and not np.array_equal(clips[0], clips[1])
 
 
+def test_uint8_batches_finished_in_the_step_equal_host_batches(
+    dataset_dir, reference_batches):
+  # The stream's position 3 (start_step) and seed 0, as reference_batches.
+  host = reference_batches[3:5]
+  device = _take(_train(dataset_dir, start_step=3, video_dtype="uint8"), 2)
+  finish = tf.function(pipeline.finish_video)
+  for host_batch, uint8_batch in zip(host, device):
+    assert uint8_batch["video"].dtype == np.uint8
+    finished = {k: np.asarray(v) for k, v in finish(uint8_batch).items()}
+    assert sorted(finished) == sorted(host_batch)
+    # float32 rounding of values of order 1 (the hue round trip included).
+    np.testing.assert_allclose(finished["video"], host_batch["video"],
+                               rtol=0, atol=2e-5)
+    for key in ("audio", "index", "label"):
+      np.testing.assert_array_equal(finished[key], host_batch[key])
+
+
 def test_steps_per_epoch_counts_whole_batches(dataset_dir):
   assert pipeline.steps_per_epoch(dataset_dir, 4, 2) == 3
   assert pipeline.steps_per_epoch(dataset_dir, 5, 10) == 12

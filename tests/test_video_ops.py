@@ -263,10 +263,25 @@ def test_eval_resize_and_center_crop():
   out = video_ops.eval_resize_and_center_crop(tf.constant(frames), 56).numpy()
   assert out.shape == (2, 56, 56, 3)
   # Short side 64 -> 64 (56 / 0.875): no resize; centre crop columns 20..75.
-  np.testing.assert_allclose(out, frames[:, 4:60, 20:76].astype(np.float32))
+  np.testing.assert_array_equal(out, frames[:, 4:60, 20:76])
   multi = video_ops.eval_resize_and_center_crop(
       tf.constant(np.stack([frames, frames])), 28).numpy()
   assert multi.shape == (2, 2, 28, 28, 3)
   # The edge sits between columns 13 and 14 (antialiasing blurs it).
   assert math.isclose(multi[..., :12, :].mean(), 0.0, abs_tol=1e-3)
   assert math.isclose(multi[..., 16:, :].mean(), 200.0, abs_tol=1e-3)
+
+
+def test_evaluation_prepares_frames_as_the_training_step_finishes_them():
+  frames = np.random.default_rng(0).integers(0, 256, (2, 3, 8, 8, 3),
+                                             dtype=np.uint8)
+  expected = ((frames / 255.0 - np.asarray(video_ops.IMAGENET_MEAN)) /
+              np.asarray(video_ops.IMAGENET_STD))
+  evaluated = video_ops.scale_and_normalize(tf.constant(frames)).numpy()
+  np.testing.assert_allclose(evaluated, expected, rtol=0, atol=1e-5)
+  # Training's finishing with identity jitter (factors 1, hue shift 0).
+  identity = tf.constant([[1.0, 1.0, 1.0, 0.0]] * 2)
+  order = tf.constant([[3, 0, 2, 1], [0, 1, 2, 3]])
+  trained = video_ops.finish_batch(tf.constant(frames), identity,
+                                   order).numpy()
+  np.testing.assert_allclose(trained, expected, rtol=0, atol=2e-5)

@@ -57,6 +57,7 @@ from tensorflow_datasets.proto import tf_example_pb2
 from avid_tf import errors
 from avid_tf.data import audio_ops
 from avid_tf.data import schema
+from avid_tf.data import shard_check
 from avid_tf.utils import files
 from avid_tf.utils import parallel
 
@@ -722,11 +723,27 @@ def _write_dataset(directory, name, splits, stats, videos_per_shard,
           stats.add(_example_audio(feature["audio"]))
         serialized.append(example.SerializeToString())
         index += 1
-      schema.write_shard(
+      _write_shard_unless_identical(
           schema.shard_path(directory, name, split, shard_id, len(shards)),
           serialized)
     shard_lengths[split] = [len(s) for s in shards]
   return shard_lengths
+
+
+def _write_shard_unless_identical(path, serialized):
+  """Writes a shard, unless the file already holds exactly these records.
+
+  A rerun over the same inputs thus rewrites only damaged or changed shards
+  (`shard_check`); the good ones keep their bytes and modification time.
+  The comparison reads the file through the record reader, which checks
+  every record's CRC, and its size, which the records fix exactly.
+  """
+  expected_size = sum(shard_check.FRAMING_BYTES + len(record)
+                      for record in serialized)
+  if (os.path.isfile(path) and os.path.getsize(path) == expected_size
+      and shard_check.check_records(path, serialized)):
+    return
+  schema.write_shard(path, serialized)
 
 
 def _example_audio(feature):

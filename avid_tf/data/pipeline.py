@@ -5,6 +5,9 @@ Phases (DMVR-style), all TensorFlow ops after the cheap visit stream:
   -> decode only the sampled JPEG frames (only the crop window in training)
   -> video augment -> audio crop -> gain -> log-spectrogram -> normalise
   -> batch -> prefetch -> {"video", "audio", "index", "label"}
+A training clip's phases are the methods of `TrainClipPhases`; with uint8
+video batches its colour jitter and normalisation run in the model's step
+instead (`finish_video`).
 
 Training stream (`make_train_dataset`)
 --------------------------------------
@@ -52,7 +55,6 @@ centre crops. Audio-only folders (ESC-50) have their own reader,
 import gin
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from avid_tf import errors
 from avid_tf.data import audio_ops
@@ -67,6 +69,11 @@ AUTOTUNE = tf.data.AUTOTUNE
 _plain = tf.autograph.experimental.do_not_convert
 _SEED_SALT = 0x41564944  # "AVID": separates clip seeds from order seeds.
 _ORDER_SALT = 0x4F524452  # "ORDR"
+VIDEO_DTYPES = ("float32", "uint8")
+# Keys of a uint8 training batch: each clip's colour jitter parameters
+# (`video_ops.color_jitter_params`), applied by `finish_video`.
+VIDEO_JITTER = "video_jitter"
+VIDEO_JITTER_ORDER = "video_jitter_order"
 
 
 # ---------------------------------------------------------------------------
@@ -294,18 +301,6 @@ class _VisitPlan(_VideoOwnership):
 # ---------------------------------------------------------------------------
 
 
-_PARSER = None
-
-
-def _parse(serialized):
-  """Parses a serialized example of schema.features(), frames still JPEG."""
-  global _PARSER
-  if _PARSER is None:
-    _PARSER = tfds.core.example_parser.ExampleParser(
-        schema.features().get_serialized_info())
-  return _PARSER.parse_example(serialized)
-
-
 def _clip_seed(seed, round_index, video_index):
   key = tf.constant([seed, _SEED_SALT], tf.int64)
   key = tf.random.experimental.stateless_fold_in(key, round_index)
@@ -354,47 +349,157 @@ def _check_not_empty(example):
       message="A video in the dataset has no frames")
 
 
-def _train_example(serialized, round_index, clip, seed, augment):
-  """One training clip from a serialized record (see module docstring)."""
-  example = _parse(serialized)
-  with tf.control_dependencies([_check_not_empty(example)]):
-    num_stored, video_len, audio_len = clip.lengths(example)
-  seeds = tf.random.experimental.stateless_split(
-      _clip_seed(seed, round_index, example["index"]), 4)
-  video_start, audio_start = video_ops.sample_av_offsets(
-      seeds[0], video_len, audio_len, clip.video_seconds, clip.audio_seconds,
-      augment.max_offsync)
+class TrainClipPhases:
+  """The phases of one training clip (see the module docstring).
 
-  indices = video_ops.frame_indices(video_start, clip.num_frames,
-                                    clip.frame_rate, clip.stored_fps,
-                                    num_stored)
-  jpegs = tf.gather(example["frames"], indices)
-  jpegs.set_shape([clip.num_frames])
-  image_shape = tf.image.extract_jpeg_shape(jpegs[0])
-  window = video_ops.random_resized_crop_window(
-      seeds[1], image_shape[0], image_shape[1], augment.crop_scale,
-      augment.crop_ratio)
-  frames = video_ops.decode_jpeg_frames(jpegs, window)
-  video = video_ops.augment_clip(
-      frames, seeds[2], clip.crop_size, augment.flip_probability,
-      augment.brightness, augment.contrast, augment.saturation, augment.hue,
-      augment.antialias)
+  Each phase maps the dict of parts the one before made;
+  `make_train_dataset` chains them in one map function and
+  benchmarks/input_pipeline.py times them one by one. With uint8 video the
+  colour jitter and normalisation phases are left to the model's step
+  (`finish_video`).
 
-  start_sample = tf.cast(tf.round(audio_start * clip.sample_rate), tf.int32)
-  waveform = audio_ops.crop_waveform(example["audio"], start_sample,
-                                     clip.audio_samples)
-  waveform = audio_ops.random_gain(waveform, seeds[3], *augment.gain_range)
-  return {
-      "video": video,
-      "audio": clip.spectrogram(waveform),
-      "index": tf.cast(example["index"], tf.int32),
-      "label": tf.cast(example["label"], tf.int32),
-  }
+  Args:
+    clip: the `_ClipConfig`.
+    seed: the stream's seed.
+    augment: the `augmentation.ClipAugmentation`.
+    video_dtype: "float32" or "uint8" (see `make_train_dataset`).
+  """
+
+  def __init__(self, clip, seed, augment, video_dtype):
+    if video_dtype not in VIDEO_DTYPES:
+      raise errors.InvalidValueError(
+          f"make_train_dataset.video_dtype must be one of {VIDEO_DTYPES}, "
+          f"got {video_dtype!r}")
+    self.clip = clip
+    self.seed = int(seed)
+    self.augment = augment
+    self.video_dtype = video_dtype
+
+  def sample(self, serialized, round_index):
+    """Parses a record; draws the AV offsets, crop window and jitter; picks
+    the clip's JPEG frames and audio samples."""
+    clip, augment = self.clip, self.augment
+    example = schema.parse_example(serialized)
+    with tf.control_dependencies([_check_not_empty(example)]):
+      num_stored, video_len, audio_len = clip.lengths(example)
+    seeds = tf.random.experimental.stateless_split(
+        _clip_seed(self.seed, round_index, example["index"]), 4)
+    video_start, audio_start = video_ops.sample_av_offsets(
+        seeds[0], video_len, audio_len, clip.video_seconds,
+        clip.audio_seconds, augment.max_offsync)
+    indices = video_ops.frame_indices(video_start, clip.num_frames,
+                                      clip.frame_rate, clip.stored_fps,
+                                      num_stored)
+    jpegs = tf.gather(example["frames"], indices)
+    jpegs.set_shape([clip.num_frames])
+    image_shape = tf.image.extract_jpeg_shape(jpegs[0])
+    window = video_ops.random_resized_crop_window(
+        seeds[1], image_shape[0], image_shape[1], augment.crop_scale,
+        augment.crop_ratio)
+    flip_seed, jitter_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seeds[2], 2))
+    factors, order = video_ops.color_jitter_params(
+        jitter_seed, augment.brightness, augment.contrast,
+        augment.saturation, augment.hue)
+    start_sample = tf.cast(tf.round(audio_start * clip.sample_rate),
+                           tf.int32)
+    waveform = audio_ops.crop_waveform(example["audio"], start_sample,
+                                       clip.audio_samples)
+    return {"jpegs": jpegs, "window": window, "flip_seed": flip_seed,
+            "jitter": factors, "jitter_order": order, "waveform": waveform,
+            "gain_seed": seeds[3],
+            "index": tf.cast(example["index"], tf.int32),
+            "label": tf.cast(example["label"], tf.int32)}
+
+  def decode(self, parts):
+    """Decodes only the crop window of the clip's JPEG frames."""
+    parts = dict(parts)
+    parts["frames"] = video_ops.decode_jpeg_frames(parts.pop("jpegs"),
+                                                   parts.pop("window"))
+    return parts
+
+  def resize(self, parts):
+    """Flip and resize to the crop size, uint8."""
+    parts = dict(parts)
+    parts["frames"] = video_ops.resize_clip(
+        parts["frames"], parts.pop("flip_seed"), self.clip.crop_size,
+        self.augment.flip_probability, self.augment.antialias)
+    return parts
+
+  def jitter(self, parts):
+    """Scaling to [0, 1] and colour jitter, on planes."""
+    parts = dict(parts)
+    augment = self.augment
+    parts["frames"] = video_ops.jitter_clip(
+        parts["frames"], parts.pop("jitter"), parts.pop("jitter_order"),
+        video_ops.jitter_enabled(augment.brightness, augment.contrast,
+                                 augment.saturation, augment.hue))
+    return parts
+
+  def normalise(self, parts):
+    """ImageNet normalisation of the planes into float32 [T, H, W, 3]."""
+    parts = dict(parts)
+    parts["frames"] = video_ops.normalize_imagenet(parts["frames"])
+    return parts
+
+  def spectrogram(self, parts):
+    """Gain jitter, log-spectrogram and its normalisation."""
+    parts = dict(parts)
+    waveform = audio_ops.random_gain(parts.pop("waveform"),
+                                     parts.pop("gain_seed"),
+                                     *self.augment.gain_range)
+    parts["audio"] = self.clip.spectrogram(waveform)
+    return parts
+
+  def phases(self):
+    """(name, phase) after `sample`, in order, for this video dtype."""
+    phases = [("jpeg_decode", self.decode), ("crop_and_resize", self.resize)]
+    if self.video_dtype == "float32":
+      phases += [("colour_jitter", self.jitter),
+                 ("normalisation", self.normalise)]
+    return phases + [("spectrogram", self.spectrogram)]
+
+  def element(self, parts):
+    """The batch element made of the last phase's parts."""
+    element = {"video": parts["frames"], "audio": parts["audio"],
+               "index": parts["index"], "label": parts["label"]}
+    if self.video_dtype == "uint8":
+      element[VIDEO_JITTER] = parts["jitter"]
+      element[VIDEO_JITTER_ORDER] = parts["jitter_order"]
+    return element
+
+  def example(self, serialized, round_index):
+    """Every phase of one clip: the map function of the training stream."""
+    parts = self.sample(serialized, round_index)
+    for _, phase in self.phases():
+      parts = phase(parts)
+    return self.element(parts)
+
+
+def finish_video(batch):
+  """Turns a uint8 training batch into the float32 batch contract.
+
+  Called first thing in the model's training step, so that the colour
+  jitter and normalisation run on the accelerator; a float32 batch is
+  returned unchanged.
+
+  Args:
+    batch: a dict of `make_train_dataset`.
+
+  Returns:
+    The batch with float32 normalised "video" and without the jitter keys.
+  """
+  if batch["video"].dtype != tf.uint8:
+    return batch
+  batch = dict(batch)
+  batch["video"] = video_ops.finish_batch(
+      batch["video"], batch.pop(VIDEO_JITTER), batch.pop(VIDEO_JITTER_ORDER))
+  return batch
 
 
 def _eval_example(serialized, clip, num_clips):
   """`num_clips` aligned clips uniformly spaced over one whole video."""
-  example = _parse(serialized)
+  example = schema.parse_example(serialized)
   with tf.control_dependencies([_check_not_empty(example)]):
     num_stored, video_len, audio_len = clip.lengths(example)
   video_starts, audio_starts = video_ops.uniform_clip_offsets(
@@ -406,7 +511,7 @@ def _eval_example(serialized, clip, num_clips):
   jpegs.set_shape([num_clips * clip.num_frames])
   frames = video_ops.decode_jpeg_frames(jpegs)
   frames = video_ops.eval_resize_and_center_crop(frames, clip.crop_size)
-  video = video_ops.normalize_imagenet(frames / 255.0)
+  video = video_ops.scale_and_normalize(frames)
   video = tf.reshape(video, [num_clips, clip.num_frames, clip.crop_size,
                              clip.crop_size, 3])
 
@@ -451,6 +556,17 @@ def _exact_epochs(plan, split_info, batch_size, clips_per_video,
   return visits.map(_plain(lambda position, visit: visit))
 
 
+def train_clip_phases(dataset, preprocessing=None, seed=0,
+                      augmentation=None, video_dtype="float32"):
+  """The `TrainClipPhases` of `make_train_dataset` with these arguments."""
+  dataset = schema.as_dataset_info(dataset)
+  if preprocessing is None:
+    preprocessing = preprocessing_lib.clip_preprocessing(dataset)
+  return TrainClipPhases(
+      _ClipConfig(dataset, preprocessing), seed,
+      augmentation or augmentation_lib.clip_augmentation(), video_dtype)
+
+
 def _split_and_geometry(dataset, split, preprocessing):
   """Resolves the dataset description, a non-empty split and the geometry."""
   dataset = schema.as_dataset_info(dataset)
@@ -468,7 +584,8 @@ def make_train_dataset(dataset, batch_size, preprocessing=None, split="train",
                        seed=0, start_step=0, clips_per_video=None,
                        input_context=None, augmentation=None,
                        shuffle_window_bytes=512 * 2**20,
-                       shards_per_group=None, num_parallel_calls=AUTOTUNE):
+                       shards_per_group=None, num_parallel_calls=AUTOTUNE,
+                       video_dtype="float32"):
   """Infinite, deterministic pretraining dataset (see the module docstring).
 
   Args:
@@ -496,31 +613,40 @@ def make_train_dataset(dataset, batch_size, preprocessing=None, split="train",
     shards_per_group: overrides `shuffle_window_bytes` with a file count.
     num_parallel_calls: parallelism of the per-clip map; does not change the
       output.
+    video_dtype: "float32", the batch contract; or "uint8": frames resized
+      but not yet scaled, jittered or normalised, with each clip's colour
+      jitter parameters, for `finish_video` to complete inside the model's
+      step (on the accelerator, a quarter of the bytes per batch and none of
+      the per-pixel float work on the host). Both give the same batches
+      after `finish_video`, within float32 rounding.
 
   Returns:
     `tf.data.Dataset` of dicts: video float32 [B, T, H, W, 3], audio float32
-    [B, audio_seconds * 100, 257, 1], index int32 [B], label int32 [B].
+    [B, audio_seconds * 100, 257, 1], index int32 [B], label int32 [B];
+    with uint8 video also video_jitter float32 [B, 4] and
+    video_jitter_order int32 [B, 4].
 
   Raises:
     FileNotFoundError: if `dataset` names a folder that holds no dataset.
     ValueError: for a missing split, metadata or an empty shard of videos.
   """
-  _, split_info, clip = _split_and_geometry(dataset, split, preprocessing)
+  dataset, split_info, _ = _split_and_geometry(dataset, split,
+                                               preprocessing)
   num_pipelines, pipeline_id = _pipeline_shard(input_context)
   local_batch, elements_per_step = _per_pipeline_batch(batch_size,
                                                        input_context)
   plan = _VisitPlan(split_info, seed, num_pipelines, pipeline_id,
                     shuffle_window_bytes, shards_per_group)
-  augment = augmentation or augmentation_lib.clip_augmentation()
+  phases = train_clip_phases(dataset, preprocessing, seed, augmentation,
+                             video_dtype)
   if clips_per_video is None:
     visits = plan.dataset(int(start_step) * elements_per_step)
   else:
     visits = _exact_epochs(plan, split_info, batch_size, clips_per_video,
                            num_pipelines, elements_per_step, int(start_step))
   dataset = visits.map(
-      _plain(lambda record, round_index: _train_example(
-          record, round_index, clip, int(seed), augment)),
-      num_parallel_calls=num_parallel_calls, deterministic=True)
+      _plain(phases.example), num_parallel_calls=num_parallel_calls,
+      deterministic=True)
   dataset = dataset.batch(local_batch, drop_remainder=True)
   dataset = dataset.apply(tf.data.experimental.assert_cardinality(
       tf.data.INFINITE_CARDINALITY))

@@ -56,6 +56,18 @@ def features():
   })
 
 
+_PARSER = None
+
+
+def parse_example(serialized):
+  """Parses a serialized example of `features()`, frames still JPEG bytes."""
+  global _PARSER
+  if _PARSER is None:
+    _PARSER = tfds.core.example_parser.ExampleParser(
+        features().get_serialized_info())
+  return _PARSER.parse_example(serialized)
+
+
 def dataset_dir(output_dir, name):
   """Returns the folder holding dataset `name` under `output_dir`."""
   return os.path.join(output_dir, name, VERSION)

@@ -374,6 +374,12 @@ def color_jitter_params(seed, brightness=0.4, contrast=0.4, saturation=0.4,
   return tf.stack(factors), order
 
 
+def jitter_enabled(brightness, contrast, saturation, hue):
+  """`apply_color_jitter`'s static flags: the adjustments of non-zero
+  strength."""
+  return (brightness > 0, contrast > 0, saturation > 0, hue > 0)
+
+
 def apply_color_jitter(planes, factors, order, enabled=(True,) * 4):
   """Applies brightness, contrast, saturation and hue in the given order.
 
@@ -427,9 +433,113 @@ def color_jitter(frames, seed, brightness=0.4, contrast=0.4, saturation=0.4,
   planes = to_planes(frames) if interleaved else tuple(frames)
   factors, order = color_jitter_params(seed, brightness, contrast,
                                        saturation, hue)
-  enabled = (brightness > 0, contrast > 0, saturation > 0, hue > 0)
-  planes = apply_color_jitter(planes, factors, order, enabled)
+  planes = apply_color_jitter(
+      planes, factors, order,
+      jitter_enabled(brightness, contrast, saturation, hue))
   return from_planes(planes) if interleaved else planes
+
+
+def resize_clip(frames, seed, crop_size, flip_probability=0.5,
+                antialias=True):
+  """Flips and resizes a cropped clip to crop_size², rounded to uint8.
+
+  The flip is of the uint8 crop: bilinear resizing is mirror-symmetric, so
+  this equals flipping the output and moves fewer bytes. The result is
+  rounded to uint8, as PIL's resize (the reference's) returns, so that
+  batches can carry uint8 frames and the float work run elsewhere
+  (`finish_clip`).
+
+  Args:
+    frames: uint8 [T, h, w, 3] crop.
+    seed: stateless seed of the flip, int [2].
+    crop_size: python int output side.
+    flip_probability: probability of a horizontal flip.
+    antialias: see `resize_frames`.
+
+  Returns:
+    uint8 [T, crop_size, crop_size, 3].
+  """
+  frames = random_flip_left_right(frames, seed, flip_probability)
+  return _round_to_uint8(resize_frames(frames, crop_size, crop_size,
+                                       antialias))
+
+
+def _round_to_uint8(pixels):
+  """Rounds resized pixel values to uint8 (half up).
+
+  Bilinear weights are non-negative and sum to one, so the values lie in
+  [0, 255] up to float error: adding 0.5 and truncating needs no clip (two
+  passes over the pixels instead of four).
+  """
+  return tf.cast(pixels + 0.5, tf.uint8)
+
+
+def _unit_planes(frames):
+  """uint8 [..., 3] frames as (red, green, blue) float32 planes in [0, 1]."""
+  return tuple(tf.cast(p, tf.float32) * (1.0 / 255.0)
+               for p in to_planes(frames))
+
+
+def finish_clip(frames, factors, order, enabled=(True,) * 4):
+  """The per-pixel float work of a training clip: [0, 1] scaling, colour
+  jitter with drawn parameters and ImageNet normalisation, on planes.
+
+  Runs in the input pipeline, or inside the model's step on the
+  accelerator (`finish_batch`) when batches carry uint8 frames.
+
+  Args:
+    frames: uint8 [T, H, W, 3] (from `resize_clip`).
+    factors: float32 [4] from `color_jitter_params`.
+    order: int32 [4] from `color_jitter_params`.
+    enabled: static flags per adjustment (see `apply_color_jitter`).
+
+  Returns:
+    float32 [T, H, W, 3] normalised frames.
+  """
+  return normalize_imagenet(jitter_clip(frames, factors, order, enabled))
+
+
+def jitter_clip(frames, factors, order, enabled=(True,) * 4):
+  """uint8 frames to [0, 1] planes, colour-jittered (`finish_clip`'s first
+  part).
+
+  Returns:
+    (red, green, blue) float32 planes [T, H, W].
+  """
+  return apply_color_jitter(_unit_planes(frames), factors, order, enabled)
+
+
+def scale_and_normalize(frames):
+  """uint8 frames to normalised float32, as `finish_clip` without jitter:
+  how evaluation and fine-tuning prepare what training finished.
+
+  Args:
+    frames: uint8 [..., H, W, 3].
+
+  Returns:
+    float32 [..., H, W, 3].
+  """
+  return normalize_imagenet(_unit_planes(frames))
+
+
+def finish_batch(video, factors, order):
+  """`finish_clip` over a batch, each clip with its own jitter parameters.
+
+  A disabled jitter strength was drawn as the identity (factor 1, hue shift
+  0), so every adjustment is applied here; the hue round trip then changes
+  values only by float32 rounding.
+
+  Args:
+    video: uint8 [B, T, H, W, 3].
+    factors: float32 [B, 4].
+    order: int32 [B, 4].
+
+  Returns:
+    float32 [B, T, H, W, 3] normalised frames.
+  """
+  return tf.map_fn(
+      lambda clip: finish_clip(*clip), (video, factors, order),
+      fn_output_signature=tf.TensorSpec(video.shape[1:], tf.float32))
 
 
 def augment_clip(frames, seed, crop_size, flip_probability=0.5,
@@ -437,10 +547,9 @@ def augment_clip(frames, seed, crop_size, flip_probability=0.5,
                  antialias=True):
   """Training augmentation of a cropped clip (after RandomResizedCrop's crop).
 
-  Horizontal flip (of the uint8 crop: bilinear resizing is mirror-symmetric,
-  so this equals flipping the output and moves fewer bytes), resize to
-  crop_size x crop_size, [0, 1] scaling, colour jitter (one draw per clip)
-  and ImageNet normalisation, the colour work on planes.
+  `resize_clip` (flip, resize to crop_size x crop_size, uint8), then
+  `finish_clip` (scaling, colour jitter with one draw per clip, ImageNet
+  normalisation).
 
   Args:
     frames: uint8 [T, h, w, 3] crop.
@@ -457,12 +566,12 @@ def augment_clip(frames, seed, crop_size, flip_probability=0.5,
     float32 [T, crop_size, crop_size, 3] normalised frames.
   """
   seeds = tf.random.experimental.stateless_split(seed, 2)
-  frames = random_flip_left_right(frames, seeds[0], flip_probability)
-  frames = resize_frames(frames, crop_size, crop_size, antialias)
-  planes = tuple(p * (1.0 / 255.0) for p in to_planes(frames))
-  planes = color_jitter(planes, seeds[1], brightness, contrast, saturation,
-                        hue)
-  return normalize_imagenet(planes)
+  frames = resize_clip(frames, seeds[0], crop_size, flip_probability,
+                       antialias)
+  factors, order = color_jitter_params(seeds[1], brightness, contrast,
+                                       saturation, hue)
+  return finish_clip(frames, factors, order,
+                     jitter_enabled(brightness, contrast, saturation, hue))
 
 
 def _normalize_planes(red, green, blue):
@@ -505,7 +614,8 @@ def eval_resize_and_center_crop(frames, crop_size):
     crop_size: python int output side.
 
   Returns:
-    float32 [..., crop_size, crop_size, 3] in [0, 255].
+    uint8 [..., crop_size, crop_size, 3], rounded as training's
+    `resize_clip` rounds; `scale_and_normalize` finishes them.
   """
   resize_to = int(round(crop_size / EVAL_CROP_FRACTION))
   shape = tf.shape(frames)
@@ -524,5 +634,5 @@ def eval_resize_and_center_crop(frames, crop_size):
   top = (new_h - crop_size) // 2
   left = (new_w - crop_size) // 2
   cropped = resized[:, top:top + crop_size, left:left + crop_size, :]
-  return tf.reshape(cropped, tf.concat(
+  return tf.reshape(_round_to_uint8(cropped), tf.concat(
       [leading, [crop_size, crop_size, 3]], 0))

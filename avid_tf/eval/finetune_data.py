@@ -433,7 +433,7 @@ def test_clips(source, examples, settings, num_clips, batch_size):
                                       num_stored)
     flat = _gather_frames(frames, tf.reshape(indices, [-1]), source.encoded)
     flat = video_ops.eval_resize_and_center_crop(flat, settings.crop_size)
-    video = video_ops.normalize_imagenet(flat / 255.0)
+    video = video_ops.scale_and_normalize(flat)
     video = tf.reshape(video, [num_clips, settings.num_frames,
                                settings.crop_size, settings.crop_size, 3])
     repeat = lambda value: tf.fill([num_clips], tf.cast(value, tf.int32))

@@ -60,6 +60,7 @@ import numpy as np
 import tensorflow as tf
 
 import avid_tf
+from avid_tf.data import video_ops
 from avid_tf.utils import files
 
 SERVE_ENDPOINT = "serve"
@@ -74,8 +75,8 @@ VIDEO_INPUT_SHAPE = (None, None, None, None, 3)
 # "Inputs and augmentation").
 AUDIO_INPUT_SHAPE = (None, None, 257, 1)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = video_ops.IMAGENET_MEAN
+IMAGENET_STD = video_ops.IMAGENET_STD
 
 # Inputs the encoders were pretrained on (docs/methods.md, "Inputs and
 # augmentation"); callers override entries (crop size, clip length, spectrogram statistics).
@@ -86,6 +87,7 @@ DEFAULT_PREPROCESSING = {
         "fps": 16,
         "crop_size": 112,
         "value_range_before_normalization": [0.0, 1.0],
+        "pixels": "frames resized then rounded to uint8, divided by 255",
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "normalization": "(rgb / 255 - mean) / std per channel",

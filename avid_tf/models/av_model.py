@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from avid_tf import errors
+from avid_tf.data import pipeline
 from avid_tf.memory import memory_bank
 
 VIDEO_BANK_NAME = "video_bank"
@@ -115,6 +116,9 @@ class AVModel(keras.Model):
 
   def train_step(self, data):
     data, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    # uint8 batches get their colour jitter and normalisation here, on the
+    # accelerator.
+    data = pipeline.finish_video(data)
     indices = tf.cast(data["index"], tf.int32)
     _, num_replicas = memory_bank.replica_context_info()
     step = tf.convert_to_tensor(self.optimizer.iterations)

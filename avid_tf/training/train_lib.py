@@ -17,6 +17,7 @@ from avid_tf import errors
 from avid_tf.data import pipeline
 from avid_tf.data import preprocessing as preprocessing_lib
 from avid_tf.data import schema
+from avid_tf.data import shard_check
 from avid_tf.data import video_ops
 from avid_tf.models import builders
 from avid_tf.training import builder_args
@@ -556,10 +557,16 @@ def _fit(state, settings, data, distribution, start_step, run_callbacks):
             data.dataset, batch_size=settings.batch_size,
             preprocessing=data.preprocessing, seed=settings.seed,
             start_step=start, clips_per_video=settings.clips_per_video,
-            input_context=ctx))
-    state.model.fit(stream, initial_epoch=epoch, epochs=epoch + num_epochs,
-                    steps_per_epoch=steps, callbacks=run_callbacks.all,
-                    verbose=settings.verbose, shuffle=False)
+            input_context=ctx, video_dtype=_batch_video_dtype()))
+    try:
+      state.model.fit(stream, initial_epoch=epoch, epochs=epoch + num_epochs,
+                      steps_per_epoch=steps, callbacks=run_callbacks.all,
+                      verbose=settings.verbose, shuffle=False)
+    except tf.errors.DataLossError as error:
+      # No checkpoint is saved after the failed step: the newest is kept.
+      raise shard_check.damaged_shard_error(
+          data.dataset, error,
+          tf.train.latest_checkpoint(state.checkpoint_dir)) from None
     step = int(state.optimizer.iterations.numpy())
   return step
 
@@ -596,3 +603,24 @@ def _summary(step, earlier, logger, sessions):
               logger.epoch_history if logger else []),
           "sessions": earlier["sessions"] + sessions,
           "history": history}
+
+
+def _batch_video_dtype():
+  """uint8 video batches when the step runs on GPUs, float32 on CPUs.
+
+  With uint8 batches the colour jitter and normalisation run in the model's
+  step (`pipeline.finish_video`), off the host that feeds the GPUs; on a
+  CPU the step would only take that work from the input pipeline's
+  threads. Either way the step sees the same clips.
+  """
+  return "uint8" if tf.config.list_logical_devices("GPU") else "float32"
+
+
+def _summary(step, earlier, logger, seconds):
+  """The run's figures over every session (see `train`'s return value)."""
+  final_logs = (logger.history[-1][1] if logger.history
+                else earlier["final_logs"])
+  return {"steps": step, "train_seconds": earlier["train_seconds"] + seconds,
+          "final_logs": final_logs,
+          "epoch_logs": earlier["epoch_logs"] + logger.epoch_history,
+          "history": logger.history}
