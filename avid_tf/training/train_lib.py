@@ -614,13 +614,3 @@ def _batch_video_dtype():
   threads. Either way the step sees the same clips.
   """
   return "uint8" if tf.config.list_logical_devices("GPU") else "float32"
-
-
-def _summary(step, earlier, logger, seconds):
-  """The run's figures over every session (see `train`'s return value)."""
-  final_logs = (logger.history[-1][1] if logger.history
-                else earlier["final_logs"])
-  return {"steps": step, "train_seconds": earlier["train_seconds"] + seconds,
-          "final_logs": final_logs,
-          "epoch_logs": earlier["epoch_logs"] + logger.epoch_history,
-          "history": logger.history}
