@@ -12,6 +12,20 @@ import os
 import shutil
 import uuid
 
+import tensorflow as tf
+
+
+def is_url(path):
+  """Whether `path` names a file system by scheme (gs://, s3://, ram://)."""
+  return "://" in os.fspath(path)
+
+
+def open_file(path, mode="r"):
+  """Opens a local file with `open`, any other through `tf.io.gfile`."""
+  if is_url(path):
+    return tf.io.gfile.GFile(os.fspath(path), mode)
+  return open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+
 
 @contextlib.contextmanager
 def atomic_path(path):
