@@ -77,10 +77,10 @@ def prepare_dataset(work_dir, num_classes=10, videos_per_class=40,
   settings = dict(num_classes=num_classes, videos_per_class=videos_per_class,
                   val_fraction=val_fraction, duration=duration, size=size,
                   faulty_positive_rate=faulty_positive_rate, seed=seed)
-  os.makedirs(work_dir, exist_ok=True)
+  files.makedirs(work_dir)
   settings_path = os.path.join(work_dir, SETTINGS_FILE)
-  if os.path.isfile(settings_path):
-    with open(settings_path) as f:
+  if files.isfile(settings_path):
+    with files.open_file(settings_path) as f:
       recorded = json.load(f)
     if recorded != settings:
       changed = sorted(k for k in settings if recorded.get(k) != settings[k])
@@ -90,7 +90,7 @@ def prepare_dataset(work_dir, num_classes=10, videos_per_class=40,
   files.write_json(settings_path, settings)
   video_root = os.path.join(work_dir, "synthetic")
   labels_csv = os.path.join(video_root, synthetic.LABELS_FILE)
-  if not os.path.isfile(labels_csv):
+  if not files.isfile(labels_csv):
     _log(f"generating {num_classes * videos_per_class} synthetic videos")
     synthetic.generate_dataset(
         video_root, num_classes=num_classes,
@@ -99,7 +99,7 @@ def prepare_dataset(work_dir, num_classes=10, videos_per_class=40,
         seed=seed, num_workers=num_workers)
   output_dir = os.path.join(work_dir, "datasets")
   dataset_dir = schema.dataset_dir(output_dir, DATASET_NAME)
-  if not os.path.isfile(os.path.join(dataset_dir, schema.METADATA_FILE)):
+  if not files.isfile(os.path.join(dataset_dir, schema.METADATA_FILE)):
     _log("ingesting videos")
     report = ingest.ingest(os.path.join(video_root, synthetic.VIDEOS_DIR),
                            output_dir, DATASET_NAME, labels_csv=labels_csv,

@@ -17,6 +17,7 @@ from avid_tf.data import audio_files
 from avid_tf.data import audio_ops
 from avid_tf.data import pipeline
 from avid_tf.data import schema
+from avid_tf.utils import files
 
 _AUDIO_FORMATS = {".wav": "wav", ".flac": "flac", ".ogg": "ogg"}
 _plain = tf.autograph.experimental.do_not_convert
@@ -24,9 +25,9 @@ _plain = tf.autograph.experimental.do_not_convert
 
 def _read_audio_folder_csv(audio_dir, labels_csv, folds):
   """Rows (path, format, label, fold) of an ESC-50 style CSV."""
-  if not os.path.isdir(audio_dir):
+  if not files.isdir(audio_dir):
     raise FileNotFoundError(f"Audio folder {audio_dir} does not exist.")
-  with open(labels_csv, newline="") as f:
+  with files.open_file(labels_csv, newline="") as f:
     reader = csv.DictReader(f)
     missing = {"filename", "fold", "target"} - set(reader.fieldnames or ())
     if missing:
@@ -44,7 +45,7 @@ def _read_audio_folder_csv(audio_dir, labels_csv, folds):
         raise errors.InvalidValueError(
             f"{path}: unsupported audio file type (expected "
             f"{sorted(_AUDIO_FORMATS)}).")
-      if not os.path.isfile(path):
+      if not files.isfile(path):
         raise FileNotFoundError(f"{path} listed in {labels_csv} is missing.")
       rows.append((path, file_format, int(row["target"]), fold))
   if not rows:

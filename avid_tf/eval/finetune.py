@@ -21,7 +21,6 @@ folds.
 """
 
 import dataclasses
-import glob
 import json
 import os
 from typing import Tuple
@@ -124,9 +123,9 @@ def predict_test_clips(model, clips, num_videos, num_clips, verbose=True):
 
 
 def _read_json(path):
-  if not os.path.isfile(path):
+  if not files.isfile(path):
     return None
-  with open(path) as f:
+  with files.open_file(path) as f:
     return json.load(f)
 
 
@@ -306,15 +305,15 @@ def _train_epoch(model, optimizer, fold_data, source, epoch, clips, schedule,
 def _save_epoch(model, optimizer, fold_dir, epoch, keep_checkpoints):
   """Checkpoints the end of `epoch`, records it, drops stale checkpoints."""
   checkpoint_dir = os.path.join(fold_dir, "checkpoints")
-  os.makedirs(checkpoint_dir, exist_ok=True)
+  files.makedirs(checkpoint_dir)
   _checkpoint(model, optimizer).write(
       os.path.join(checkpoint_dir, f"epoch-{epoch + 1}"))
   files.write_json(os.path.join(fold_dir, PROGRESS_FILE),
                    {"epochs_done": epoch + 1})
   stale = epoch + 1 - keep_checkpoints
   if stale >= 1:
-    for path in glob.glob(os.path.join(checkpoint_dir, f"epoch-{stale}.*")):
-      os.remove(path)
+    for path in files.glob(os.path.join(checkpoint_dir, f"epoch-{stale}.*")):
+      files.remove(path)
 
 
 def finetune_fold(fold_data, source, fold_dir, init, random_init, clips,
@@ -418,7 +417,7 @@ def finetune(output_dir, init=None, random_init=False, dataset_dir=None,
       split_csv_dir=split_csv_dir, tfds_config_template=tfds_config_template,
       tfds_data_dir=tfds_data_dir, tfds_fps=tfds_fps)
   num_classes = finetune_data.resolve_num_classes(source, num_classes)
-  os.makedirs(output_dir, exist_ok=True)
+  files.makedirs(output_dir)
   results = {}
   for fold in tqdm.tqdm(list(folds), desc="folds", disable=not verbose):
     fold = checks.integer("finetune.folds", fold, minimum=1)

@@ -9,7 +9,6 @@ encoders or, with `random_init`, the same architecture freshly initialised
 (the runs module's one random-init seed).
 """
 
-import os
 
 from avid_tf import errors
 from avid_tf import runs
@@ -19,6 +18,7 @@ from avid_tf.data import schema
 from avid_tf.eval import audio_probe as audio_probe_lib
 from avid_tf.eval import sklearn_probe
 from avid_tf.eval import stage_probe
+from avid_tf.utils import files
 
 
 def _open(model_dir, random_init, checkpoint):
@@ -142,7 +142,7 @@ def audio_probe(model_dir, dataset_dir=None, audio_dir=None,
   if audio_dir is not None and folds_csv is None:
     raise errors.UserError("--audio_dir needs --folds_csv (filename,fold,"
                            "target columns).")
-  if audio_dir is not None and not os.path.isfile(folds_csv):
+  if audio_dir is not None and not files.isfile(folds_csv):
     raise FileNotFoundError(f"--folds_csv {folds_csv} does not exist.")
   sklearn_probe.make_classifier(classifier, C)  # Checks the settings early.
   unknown = set(stages) - set(audio_probe_lib.STAGES)

@@ -190,9 +190,9 @@ def _earlier_summary(model_dir, start_step, steps_per_epoch, resumed):
   """
   earlier = {"train_seconds": 0.0, "final_logs": {}, "epoch_logs": []}
   path = os.path.join(model_dir, SUMMARY_FILE)
-  if not resumed or not os.path.isfile(path):
+  if not resumed or not files.isfile(path):
     return earlier
-  with open(path) as f:
+  with files.open_file(path) as f:
     recorded = json.load(f)
   completed_epochs = start_step // steps_per_epoch
   return {"train_seconds": float(recorded.get("train_seconds", 0.0)),
@@ -307,7 +307,7 @@ def _train(model_dir, settings, init_from, extra_callbacks):
                                           or "float32")
   # Makes weight initialisation (Keras' global seed) repeatable per seed.
   keras.utils.set_random_seed(settings.seed)
-  os.makedirs(model_dir, exist_ok=True)
+  files.makedirs(model_dir)
   distribution = strategy_lib.get_strategy(settings.strategy)
   data = _open_data(settings, distribution)
   with distribution.scope():
