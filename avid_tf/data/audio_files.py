@@ -155,8 +155,11 @@ def decode(contents, file_format, rate, sample_rate, backend=None):
     raise errors.InvalidValueError(
         f"Unknown audio backend '{backend}' (expected {BACKENDS}).")
   waveform = tf.numpy_function(
-      # A scalar string arrives as a 0-d object array holding the bytes.
-      lambda data: _decode_with_pyav(data.item(), rate, sample_rate),
+      # A scalar string arrives as bytes in tf.data, and eagerly as a 0-d
+      # object array holding them.
+      lambda data: _decode_with_pyav(
+          data.item() if isinstance(data, np.ndarray) else data, rate,
+          sample_rate),
       [contents],
       tf.float32, stateful=False)
   return tf.reshape(waveform, [-1])
