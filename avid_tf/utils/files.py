@@ -30,6 +30,15 @@ def is_url(path):
   return "://" in os.fspath(path)
 
 
+def _load_tensorflow_io_file_systems():
+  """Registers tensorflow-io's file systems (s3, hdfs, az, http) if it loads.
+  """
+  try:
+    import tensorflow_io  # pylint: disable=g-import-not-at-top,unused-import
+  except Exception:  # pylint: disable=broad-except
+    pass  # Not installed, or built for another TensorFlow.
+
+
 def check_file_system(path):
   """Raises a one-line error when TensorFlow has no file system for `path`.
 
@@ -40,6 +49,8 @@ def check_file_system(path):
   if not is_url(path):
     return
   scheme = path.split("://", 1)[0]
+  if scheme not in tf.io.gfile.get_registered_schemes():
+    _load_tensorflow_io_file_systems()
   known = [name for name in tf.io.gfile.get_registered_schemes() if name]
   if scheme not in known:
     raise errors.UserError(
@@ -104,12 +115,22 @@ def getsize(path):
 
 
 def makedirs(path):
-  """Creates a folder and its parents; an existing folder is fine."""
-  if is_url(path):
-    check_file_system(path)
-    tf.io.gfile.makedirs(path)
-  else:
+  """Creates a folder and its parents; an existing folder is fine.
+
+  Raises:
+    PermissionError: for a URL the file system refuses to create (a user
+      error, reported in one line).
+  """
+  if not is_url(path):
     os.makedirs(path, exist_ok=True)
+    return
+  check_file_system(path)
+  try:
+    tf.io.gfile.makedirs(path)
+  except (tf.errors.PermissionDeniedError, tf.errors.UnauthenticatedError,
+          tf.errors.FailedPreconditionError) as error:
+    raise PermissionError(
+        f"{path}: cannot create the folder ({error.message})") from None
 
 
 def listdir(path):
