@@ -424,7 +424,7 @@ def _start_or_resume(output_dir, dataset, split, settings):
                 "finished_shards": [], "shapes": {}}
   index_path = os.path.join(output_dir, INDEX_FILE)
   if files.isfile(index_path):
-    with np.load(index_path) as stored:
+    with np.load(files.open_file(index_path, "rb")) as stored:
       index = {key: stored[key] for key in stored.files}
   else:
     index = read_split_index(dataset, split)
@@ -496,12 +496,13 @@ def load_features(features_dir, names=None):
     raise errors.UserError(f"{features_dir}: shards {missing} are not "
                            "extracted yet; rerun extract_features.py with "
                            "the same flags to finish.")
-  with np.load(os.path.join(features_dir, INDEX_FILE)) as index:
+  with np.load(files.open_file(os.path.join(features_dir, INDEX_FILE),
+                               "rb")) as index:
     result = {key: index[key] for key in index.files}
   for name in names:
     result[name] = np.concatenate([
-        np.load(os.path.join(features_dir, shard_file(
-            name, shard, manifest["num_shards"])))
+        np.load(files.open_file(os.path.join(features_dir, shard_file(
+            name, shard, manifest["num_shards"])), "rb"))
         for shard in range(manifest["num_shards"])])
   result["settings"] = manifest["settings"]
   return result
