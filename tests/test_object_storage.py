@@ -21,15 +21,6 @@ from conftest import run_script
 TINY_GIN = os.path.join(gin_utils.GIN_ROOT, "tests", "tiny.gin")
 
 
-def _copy_folder(local_dir, url):
-  for root, _, names in os.walk(local_dir):
-    relative = os.path.relpath(root, local_dir)
-    folder = url if relative == "." else files.join(url, relative)
-    tf.io.gfile.makedirs(folder)
-    for name in names:
-      tf.io.gfile.copy(os.path.join(root, name), files.join(folder, name))
-
-
 @pytest.mark.slow
 def test_ingest_train_resume_export_and_load_on_ram(tmp_path):
   root = f"ram://avid-{uuid.uuid4().hex[:8]}"
@@ -37,7 +28,7 @@ def test_ingest_train_resume_export_and_load_on_ram(tmp_path):
       str(tmp_path), num_classes=2, videos_per_class=4, duration=1.5,
       size=48, val_fraction=0.0, seed=0, num_workers=1, progress=False)
   video_dir = f"{root}/videos"
-  _copy_folder(str(tmp_path / synthetic.VIDEOS_DIR), video_dir)
+  files.upload(str(tmp_path / synthetic.VIDEOS_DIR), video_dir)
 
   run_script("prepare_data.py", f"--video_dir={video_dir}",
              f"--output_dir={root}/data", "--name=tiny", "--num_workers=1",
@@ -79,7 +70,7 @@ def test_an_unknown_scheme_is_one_line_naming_it(tiny_dataset_dir):
   assert "nosuchfs://bucket/run" in line
 
 
-def test_atomic_writes_on_ram_leave_no_temporary(tmp_path):
+def test_atomic_writes_on_ram_leave_no_temporary():
   folder = f"ram://atomic-{uuid.uuid4().hex[:8]}"
   files.makedirs(folder)
   files.write_json(f"{folder}/a.json", {"x": 1})
@@ -91,13 +82,9 @@ def test_atomic_writes_on_ram_leave_no_temporary(tmp_path):
       with files.open_file(tmp_path_url, "w") as f:
         f.write("half")
       raise RuntimeError("interrupted")
-  local = tmp_path / "tree"
-  (local / "sub").mkdir(parents=True)
-  (local / "sub" / "c.txt").write_text("c")
   with files.atomic_path(f"{folder}/tree", local=True) as tmp_dir:
-    _copy_local = os.path.join(tmp_dir, "sub")
-    os.makedirs(_copy_local)
-    with open(os.path.join(_copy_local, "c.txt"), "w") as f:
+    os.makedirs(os.path.join(tmp_dir, "sub"))
+    with open(os.path.join(tmp_dir, "sub", "c.txt"), "w") as f:
       f.write("c")
   assert sorted(tf.io.gfile.glob(f"{folder}/*")) == [
       f"{folder}/a.json", f"{folder}/tree"]

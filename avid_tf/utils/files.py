@@ -205,10 +205,9 @@ def upload(local_path, path):
     tf.io.gfile.copy(local_path, tmp_path, overwrite=True)
     tf.io.gfile.rename(tmp_path, path, overwrite=True)
     return
-  tf.io.gfile.makedirs(path)
   for root, _, names in os.walk(local_path):
-    folder = join(path, *os.path.relpath(root, local_path).split(os.sep)
-                  ) if root != local_path else path
+    relative = os.path.relpath(root, local_path)
+    folder = path if relative == "." else join(path, *relative.split(os.sep))
     tf.io.gfile.makedirs(folder)
     for name in names:
       upload(os.path.join(root, name), join(folder, name))
