@@ -59,15 +59,20 @@ def test_ingest_train_resume_export_and_load_on_ram(tmp_path):
   assert not any(".tmp-" in path for path in tf.io.gfile.glob(f"{root}/*/*"))
 
 
-def test_an_unknown_scheme_is_one_line_naming_it(tiny_dataset_dir):
+@pytest.mark.parametrize("model_dir, dataset_dir, expected", [
+    ("nosuchfs://bucket/run", None, ["'nosuchfs://'", "nosuchfs://bucket/run"]),
+    ("ram://run", "ram://no/dataset", ["No dataset at ram://no/dataset"]),
+])
+def test_remote_mistakes_are_one_line_naming_the_path(
+    tiny_dataset_dir, model_dir, dataset_dir, expected):
   result = run_script(
-      "train.py", f"--gin_file={TINY_GIN}",
-      "--model_dir=nosuchfs://bucket/run",
-      f"--gin_bindings=train.dataset_dir = '{tiny_dataset_dir}'")
+      "train.py", f"--gin_file={TINY_GIN}", f"--model_dir={model_dir}",
+      f"--gin_bindings=train.dataset_dir = '{dataset_dir or tiny_dataset_dir}'")
   assert result.returncode == 1 and "Traceback" not in result.stderr
   line = result.stderr.strip().splitlines()[-1]
-  assert line.startswith("Error: ") and "'nosuchfs://'" in line
-  assert "nosuchfs://bucket/run" in line
+  assert line.startswith("Error: ")
+  for text in expected:
+    assert text in line
 
 
 def test_atomic_writes_on_ram_leave_no_temporary():
