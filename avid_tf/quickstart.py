@@ -85,7 +85,7 @@ def prepare_dataset(work_dir, num_classes=10, videos_per_class=40,
                                   file_name=SETTINGS_FILE)
   video_root = os.path.join(work_dir, "synthetic")
   labels_csv = os.path.join(video_root, synthetic.LABELS_FILE)
-  if not os.path.isfile(labels_csv):
+  if not files.isfile(labels_csv):
     _log(f"generating {num_classes * videos_per_class} synthetic videos")
     synthetic.generate_dataset(
         video_root, num_classes=num_classes,
@@ -94,7 +94,7 @@ def prepare_dataset(work_dir, num_classes=10, videos_per_class=40,
         seed=seed, num_workers=num_workers)
   output_dir = os.path.join(work_dir, "datasets")
   dataset_dir = schema.dataset_dir(output_dir, DATASET_NAME)
-  if not os.path.isfile(os.path.join(dataset_dir, schema.METADATA_FILE)):
+  if not files.isfile(os.path.join(dataset_dir, schema.METADATA_FILE)):
     _log("ingesting videos")
     report = ingest.ingest(os.path.join(video_root, synthetic.VIDEOS_DIR),
                            output_dir, DATASET_NAME, labels_csv=labels_csv,

@@ -30,6 +30,7 @@ from avid_tf.models import builders
 from avid_tf.training import builder_args
 from avid_tf.training import checkpointing
 from avid_tf.training import train_lib
+from avid_tf.utils import files
 
 # The seed of the random-init baselines: the weights of a run's architecture
 # at initialisation, the reference every pretrained figure is compared with.
@@ -64,13 +65,13 @@ class EncoderSource:
 
 
 def _is_export(path):
-  return os.path.isfile(os.path.join(path, saved_model.METADATA_FILE))
+  return files.isfile(os.path.join(path, saved_model.METADATA_FILE))
 
 
 def _is_run(path):
-  return (os.path.isfile(os.path.join(path,
+  return (files.isfile(os.path.join(path,
                                       preprocessing_lib.Preprocessing.FILE_NAME))
-          and any(os.path.isfile(os.path.join(path, name)) for name in
+          and any(files.isfile(os.path.join(path, name)) for name in
                   (builder_args.FILE_NAME, builder_args.CONFIG_FILE)))
 
 
@@ -267,7 +268,7 @@ def open_run(path):
     NotARunError: `path` is neither (one-line message).
   """
   path = os.fspath(path)
-  if not os.path.isdir(path):
+  if not files.isdir(path):
     raise FileNotFoundError(f"{path} does not exist.")
   if _is_run(path):
     return Run(path, RUN)

@@ -50,8 +50,8 @@ def make_synthetic_dataset(work_dir, num_videos=32, size=128, duration=4.0,
     work_dir: folder to write the videos and the dataset under.
     num_videos: videos to generate, rounded up to a multiple of the two
       classes of the generator.
-    size: frame side in pixels (even); 128 is the stored short side, so
-      ingest does not resize.
+    size: frame side in pixels (even), stored as it is (ingest's short
+      side): 128 for 112 crops, 256 for 224 crops.
     duration: seconds per video.
     seed: seed of the content.
     num_workers: processes generating and ingesting; None = os.cpu_count().
@@ -66,8 +66,8 @@ def make_synthetic_dataset(work_dir, num_videos=32, size=128, duration=4.0,
       progress=False)
   video_dir = os.path.join(work_dir, synthetic.VIDEOS_DIR)
   report = ingest.ingest(video_dir, work_dir, DATASET_NAME,
-                         labels_csv=labels_csv, num_workers=num_workers,
-                         show_progress=False)
+                         labels_csv=labels_csv, short_side=size,
+                         num_workers=num_workers, show_progress=False)
   return report["dataset_dir"], video_dir
 
 

@@ -145,6 +145,37 @@ def _synthetic_dataset(batch, num_data):
   return dataset.map(shift_rows).prefetch(2)
 
 
+def compiled_model_and_batches(distribution, preprocessing, batch_size,
+                               num_data, jit_compile=False, seed=0,
+                               **model_sizes):
+  """The compiled training model and an iterator over its random batches.
+
+  Args:
+    distribution: the `tf.distribute.Strategy` to build and train under.
+    preprocessing: the clip geometry (`clip_geometry`).
+    batch_size: global clips per step.
+    num_data: memory-bank rows.
+    jit_compile: compile the train step with XLA.
+    seed: seed of the batch (weights and banks follow Keras' global seed).
+    **model_sizes: keyword arguments of `build_benchmark_model`.
+
+  Returns:
+    (model with its train_function made, iterator of `model.train_function`).
+  """
+  with distribution.scope():
+    model = build_benchmark_model(num_data, seed=seed, **model_sizes)
+    optimizer = optimizers.build_optimizer(2e-4)
+    model.compile(optimizer=optimizer, jit_compile=jit_compile)
+    # Under a strategy or XLA the traced step cannot create variables.
+    train_lib.build_variables(model, preprocessing, optimizer)
+  dataset = _synthetic_dataset(
+      synthetic_batch(preprocessing, batch_size, num_data, seed), num_data)
+  if distribution is not tf.distribute.get_strategy():
+    dataset = distribution.experimental_distribute_dataset(dataset)
+  model.make_train_function()
+  return model, iter(dataset)
+
+
 def benchmark_train_step(batch_size=8, num_frames=8, crop_size=112,
                          video_depth=None, audio_seconds=2.0, num_data=10000,
                          num_negatives=None, jit_compile=False,
@@ -229,21 +260,11 @@ def benchmark_train_step(batch_size=8, num_frames=8, crop_size=112,
       raise errors.InvalidValueError(
           f"batch_size {batch_size} does not split over "
           f"{distribution.num_replicas_in_sync} replicas")
-    with distribution.scope():
-      model = build_benchmark_model(
-          num_data, video_depth=video_depth,
-          width_multiplier=width_multiplier, num_negatives=num_negatives,
-          gin_files=gin_files, gin_bindings=gin_bindings, seed=seed)
-      optimizer = optimizers.build_optimizer(2e-4)
-      model.compile(optimizer=optimizer, jit_compile=jit_compile)
-      # Under a strategy or XLA the traced step cannot create variables.
-      train_lib.build_variables(model, preprocessing, optimizer)
-    dataset = _synthetic_dataset(
-        synthetic_batch(preprocessing, batch_size, num_data, seed), num_data)
-    if strategy != "default":
-      dataset = distribution.experimental_distribute_dataset(dataset)
-    iterator = iter(dataset)
-    model.make_train_function()
+    model, iterator = compiled_model_and_batches(
+        distribution, preprocessing, batch_size, num_data,
+        jit_compile=jit_compile, seed=seed, video_depth=video_depth,
+        width_multiplier=width_multiplier, num_negatives=num_negatives,
+        gin_files=gin_files, gin_bindings=gin_bindings)
 
     def run_step():
       logs = model.train_function(iterator)

@@ -12,6 +12,7 @@ Example:
   python scripts/benchmark.py --what=memory_bank
   python scripts/benchmark.py --what=pytorch_pairs \
     --pytorch_python=/path/to/venv_with_torch/bin/python --pairs=3
+  python scripts/benchmark.py --what=gpu_report > gpu_report.json
 """
 
 # studies/ and benchmarks/ live beside the installed package, in the clone:
@@ -35,7 +36,7 @@ from avid_tf import cli  # pylint: disable=g-import-not-at-top,wrong-import-posi
 _WHAT = flags.DEFINE_enum(
     "what", "input_pipeline",
     ["input_pipeline", "train_step", "cma_search", "memory_bank",
-     "pytorch_pairs"],
+     "pytorch_pairs", "gpu_report"],
     "What to measure. input_pipeline: training clips/s of the tf.data "
     "pipeline (and of decoding the .mp4 files with PyAV inside tf.data). "
     "train_step: clips/s, median step time and GFLOP/s of the AVID training "
@@ -44,7 +45,11 @@ _WHAT = flags.DEFINE_enum(
     "memory_bank: bytes of the banks and gathered negatives and seconds of "
     "each bank operation of a Cross-AVID step (Kinetics sizes by default). "
     "pytorch_pairs: train_step and benchmarks/pytorch_reference_step.py "
-    "alternated in fresh processes, with the medians and their ratio.")
+    "alternated in fresh processes, with the medians and their ratio. "
+    "gpu_report: the report to send us from a GPU machine (devices, step "
+    "throughput per precision and XLA, GPU against CPU, MirroredStrategy, "
+    "CMA search, input pipeline; docs/training.md, \"The GPU report\"); "
+    "its sizes are fixed, and the other flags do not apply.")
 
 # --what=input_pipeline (benchmarks.input_pipeline).
 _DATASET_DIR = flags.DEFINE_string(
@@ -163,6 +168,12 @@ _PYTORCH_PYTHON = flags.DEFINE_string(
     "benchmarks/pytorch_reference_step.py; the avid_tf side always runs "
     "with the interpreter running this script (the default).")
 
+# --what=gpu_report (benchmarks.gpu_report).
+_TINY = flags.DEFINE_boolean(
+    "tiny", False,
+    "gpu_report: tiny sizes that run on a CPU in under 2 minutes (a smoke "
+    "test of the report, not a measurement).")
+
 _DEFAULT_MEMORY_BANK_SIZES = {"num_data": 232067, "batch_size": 1024,
                               "num_negatives": 1024}
 # The reference step's shapes are fixed (benchmarks.pytorch_pairs).
@@ -251,9 +262,15 @@ def _pytorch_pairs():
       tensorflow_env=tensorflow_env, pytorch_env=pytorch_env)
 
 
+def _gpu_report():
+  from benchmarks import gpu_report  # pylint: disable=g-import-not-at-top
+  return gpu_report.gpu_report(gpu_report.TINY if _TINY.value
+                               else gpu_report.FULL)
+
+
 _BENCHMARKS = {"input_pipeline": _input_pipeline, "train_step": _train_step,
                "cma_search": _cma_search, "memory_bank": _memory_bank,
-               "pytorch_pairs": _pytorch_pairs}
+               "pytorch_pairs": _pytorch_pairs, "gpu_report": _gpu_report}
 
 
 def main(argv):

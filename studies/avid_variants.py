@@ -47,7 +47,7 @@ def variant_bindings(variant):
 
 def _final_losses(run_dir):
   """The last logged loss and per-term losses of a finished run."""
-  with open(os.path.join(run_dir, train_lib.SUMMARY_FILE)) as f:
+  with files.open_file(os.path.join(run_dir, train_lib.SUMMARY_FILE)) as f:
     summary = json.load(f)
   return {f"final_{key}": value
           for key, value in summary["final_logs"].items()

@@ -174,9 +174,9 @@ def _run_dir(study, run):
 
 
 def _cached(path, fingerprint):
-  if not os.path.isfile(path):
+  if not files.isfile(path):
     return None
-  with open(path) as f:
+  with files.open_file(path) as f:
     result = json.load(f)
   return result if result.get("fingerprint") == fingerprint else None
 
@@ -211,7 +211,7 @@ def train_and_evaluate(study, run, parents):
   cached = _cached(path, fingerprint)
   if cached is not None and (
       "checkpoint" not in cached
-      or os.path.exists(cached["checkpoint"] + ".index")):
+      or files.exists(cached["checkpoint"] + ".index")):
     return cached
   result = {"fingerprint": fingerprint, "steps": 0}
   if run.variant != claims_plan.RANDOM_INIT:
@@ -222,7 +222,7 @@ def train_and_evaluate(study, run, parents):
                                                       _run_dir(study, run))
   result["seconds"] = time.time() - start
   result.update(_figures(run, configured, data))
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  files.makedirs(os.path.dirname(path))
   files.write_json(path, result)
   return result
 

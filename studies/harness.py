@@ -62,8 +62,8 @@ def train_and_evaluate(run_dir, dataset_dir, gin_files, gin_bindings=(),
                          init_from)
   result_path = os.path.join(run_dir, RESULT_FILE)
   evaluation = {"version": EVALUATION_VERSION, "eval_clips": eval_clips}
-  if os.path.isfile(result_path):
-    with open(result_path) as f:
+  if files.isfile(result_path):
+    with files.open_file(result_path) as f:
       result = json.load(f)
     if result.get("evaluation", {"version": 1, "eval_clips": 4}) == evaluation:
       return result

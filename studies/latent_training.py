@@ -22,6 +22,7 @@ from avid_tf.training import gin_utils
 from avid_tf.training import global_state
 from avid_tf.training import optimizers
 from avid_tf.training import run_info
+from avid_tf.utils import files
 
 CHECKPOINT_NAME = "model"
 
@@ -184,7 +185,7 @@ def build_model(data, seed):
 
 def save_model(model, run_dir):
   """Writes the model's checkpoint; returns its prefix."""
-  os.makedirs(run_dir, exist_ok=True)
+  files.makedirs(run_dir)
   # `save`, as training's checkpoint manager does: staged initialisation
   # expects its save counter.
   return checkpointing.make_checkpoint(model).save(

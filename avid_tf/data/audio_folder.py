@@ -1,7 +1,7 @@
 """Multi-clip audio dataset of an audio-only folder (the ESC-50 layout).
 
-A folder of wav/flac/ogg files and a CSV of labels and folds, decoded with
-tensorflow-io and turned into the normalised log-spectrograms of
+A folder of wav/flac/ogg files and a CSV of labels and folds, decoded by
+`audio_files` (tensorflow-io where its kernels load, else PyAV) and turned into the normalised log-spectrograms of
 pretraining (`audio_ops`), as evaluation batches of several clips a file.
 """
 
@@ -13,9 +13,11 @@ import numpy as np
 import tensorflow as tf
 
 from avid_tf import errors
+from avid_tf.data import audio_files
 from avid_tf.data import audio_ops
 from avid_tf.data import pipeline
 from avid_tf.data import schema
+from avid_tf.utils import files
 
 _AUDIO_FORMATS = {".wav": "wav", ".flac": "flac", ".ogg": "ogg"}
 _plain = tf.autograph.experimental.do_not_convert
@@ -23,9 +25,9 @@ _plain = tf.autograph.experimental.do_not_convert
 
 def _read_audio_folder_csv(audio_dir, labels_csv, folds):
   """Rows (path, format, label, fold) of an ESC-50 style CSV."""
-  if not os.path.isdir(audio_dir):
+  if not files.isdir(audio_dir):
     raise FileNotFoundError(f"Audio folder {audio_dir} does not exist.")
-  with open(labels_csv, newline="") as f:
+  with files.open_file(labels_csv, newline="") as f:
     reader = csv.DictReader(f)
     missing = {"filename", "fold", "target"} - set(reader.fieldnames or ())
     if missing:
@@ -43,21 +45,13 @@ def _read_audio_folder_csv(audio_dir, labels_csv, folds):
         raise errors.InvalidValueError(
             f"{path}: unsupported audio file type (expected "
             f"{sorted(_AUDIO_FORMATS)}).")
-      if not os.path.isfile(path):
+      if not files.isfile(path):
         raise FileNotFoundError(f"{path} listed in {labels_csv} is missing.")
       rows.append((path, file_format, int(row["target"]), fold))
   if not rows:
     raise errors.InvalidValueError(
         f"{labels_csv} lists no files for folds {folds}.")
   return rows
-
-
-def _audio_file_rate(path):
-  import tensorflow_io as tfio  # Loads native kernels; only needed here.
-  try:
-    return int(tfio.audio.AudioIOTensor(path).rate.numpy())
-  except Exception as error:  # pylint: disable=broad-except
-    raise errors.InvalidValueError(f"{path}: cannot read the audio file ({error}).") from None
 
 
 @gin.configurable
@@ -68,7 +62,7 @@ def make_audio_folder_dataset(audio_dir, labels_csv, batch_size, folds=None,
                               num_parallel_calls=tf.data.AUTOTUNE):
   """Finite multi-clip dataset of an audio folder (ESC-50 layout).
 
-  Files are decoded with tensorflow-io (16-bit wav/flac, ogg Vorbis),
+  Files are decoded by `audio_files.decode` (16-bit wav/flac, ogg Vorbis),
   downmixed, resampled to `sample_rate`, and cut into `num_clips` clips of
   `audio_seconds` uniformly spaced over the file (zero-padded when shorter),
   each turned into a normalised log-spectrogram as in pretraining.
@@ -103,7 +97,7 @@ def make_audio_folder_dataset(audio_dir, labels_csv, batch_size, folds=None,
   decoders = []
   branch = []
   for path, file_format, _, _ in rows:
-    key = (file_format, _audio_file_rate(path))
+    key = (file_format, audio_files.file_rate(path))
     if key not in decoders:
       decoders.append(key)
     branch.append(decoders.index(key))
@@ -113,8 +107,7 @@ def make_audio_folder_dataset(audio_dir, labels_csv, batch_size, folds=None,
   def load(path, branch_index, label, fold, index):
     contents = tf.io.read_file(path)
     waveform = tf.switch_case(branch_index, [
-        (lambda f=f, r=r: audio_ops.decode_audio_file(contents, f, r,
-                                                      sample_rate))
+        (lambda f=f, r=r: audio_files.decode(contents, f, r, sample_rate))
         for f, r in decoders])
     last_start = tf.maximum(tf.size(waveform) - num_samples, 0)
     starts = tf.cast(tf.round(tf.linspace(

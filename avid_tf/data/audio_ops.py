@@ -8,7 +8,6 @@ audio network with it.
 
 import tensorflow as tf
 
-from avid_tf import errors
 
 N_FFT = 1024
 NUM_BINS = N_FFT // 4 + 1  # DC + 512 bins averaged in pairs = 257
@@ -138,43 +137,3 @@ def random_gain(waveform, seed, min_gain=0.9, max_gain=1.1):
   """
   gain = tf.random.stateless_uniform([], seed, min_gain, max_gain)
   return waveform * gain
-
-
-def decode_audio_file(contents, file_format, rate, sample_rate):
-  """Decodes a wav/flac/ogg file to a mono float waveform at `sample_rate`.
-
-  tensorflow-io's decoders and resampler; `file_format` and `rate` are
-  Python values (the resampler takes the rates as attributes), so callers
-  group files by them.
-
-  Args:
-    contents: scalar string tensor, the encoded file.
-    file_format: "wav" or "flac" (16-bit PCM) or "ogg" (Vorbis).
-    rate: the file's sample rate in Hz.
-    sample_rate: the output sample rate in Hz.
-
-  Returns:
-    float32 [S] in [-1, 1], the channels averaged (downmix).
-
-  Raises:
-    ValueError: for an unsupported format.
-  """
-  import tensorflow_io as tfio  # Loads native kernels; only needed here.
-
-  if file_format == "wav":
-    audio = tf.cast(tfio.audio.decode_wav(contents, dtype=tf.int16),
-                    tf.float32) / 32768.0
-  elif file_format == "flac":
-    audio = tf.cast(tfio.audio.decode_flac(contents, dtype=tf.int16),
-                    tf.float32) / 32768.0
-  elif file_format == "ogg":
-    audio = tfio.audio.decode_vorbis(contents)
-  else:
-    raise errors.InvalidValueError(
-        f"Unsupported audio format '{file_format}' (expected "
-        "wav, flac or ogg).")
-  audio = tf.reduce_mean(tf.cast(audio, tf.float32), axis=-1)
-  if int(rate) != int(sample_rate):
-    audio = tfio.audio.resample(audio, rate_in=int(rate),
-                                rate_out=int(sample_rate))
-  return tf.reshape(audio, [-1])

@@ -45,7 +45,6 @@ import io
 import json
 import os
 import re
-import shutil
 
 from absl import logging
 import av
@@ -234,10 +233,10 @@ def decode_video(path, fps=16, short_side=128, sample_rate=24000,
     VideoDecodeError: the file is empty, not a media file, has no video
       stream, or fails to decode (corrupt or truncated).
   """
-  if os.path.getsize(path) == 0:
+  if files.getsize(path) == 0:
     raise VideoDecodeError(ZERO_BYTE, "zero-byte file")
   try:
-    container = av.open(path, metadata_errors="ignore")
+    container = av.open(files.media_source(path), metadata_errors="ignore")
   except Exception as e:  # pylint: disable=broad-except
     raise VideoDecodeError(
         CANNOT_OPEN, "cannot open (corrupt or not a media file): "
@@ -350,9 +349,9 @@ def _decode_to_work_file(task, options):
   record = {"video_id": task.video_id, "kind": INGESTED, "reason": "",
             "duration": None, "num_frames": 0, "num_audio_samples": 0}
   try:
-    if not os.path.isfile(task.path):
+    if not files.isfile(task.path):
       raise VideoDecodeError(MISSING_FILE, f"missing file: {task.path}")
-    if os.path.getsize(task.path) > 0 and options.missing_audio == "skip":
+    if files.getsize(task.path) > 0 and options.missing_audio == "skip":
       _raise_if_no_audio_stream(task.path)
     decoded = decode_video(task.path, fps=options.fps,
                            short_side=options.short_side,
@@ -401,7 +400,8 @@ def _decode_job(args):
 def _raise_if_no_audio_stream(path):
   """Skips decoding files without audio under the skip policy."""
   try:
-    with av.open(path, metadata_errors="ignore") as container:
+    with av.open(files.media_source(path),
+                 metadata_errors="ignore") as container:
       has_video = bool(container.streams.video)
       has_audio = bool(container.streams.audio)
   except Exception:  # pylint: disable=broad-except
@@ -426,7 +426,7 @@ def _list_inputs(video_dir, labels_csv, exclude_dir):
   if labels_csv is None:
     entries = []
     exclude_dir = os.path.realpath(exclude_dir)
-    for root, dirs, file_names in os.walk(video_dir):
+    for root, dirs, file_names in files.walk(video_dir):
       dirs.sort()
       real_root = os.path.realpath(root)
       if os.path.commonpath([real_root, exclude_dir]) == exclude_dir:
@@ -504,7 +504,7 @@ def _check_same_settings(directory, settings, overwrite):
     IngestError: naming each setting that differs from the recorded one.
   """
   path = os.path.join(directory, schema.METADATA_FILE)
-  if overwrite or not os.path.isfile(path):
+  if overwrite or not files.isfile(path):
     return
   recorded = schema.read_metadata(directory)
   changed = [f"{key} {recorded[key]!r} there, {value!r} now"
@@ -527,11 +527,11 @@ def _resolve_listed_path(listed, video_dir, csv_dir):
   file found under `video_dir` is its path relative to it (as for a listing
   without a CSV); otherwise, a missing file included, the listed path.
   """
-  path = os.path.normpath(os.path.join(video_dir, listed))
-  video_id = os.path.normpath(listed)
-  if not os.path.isfile(path):
-    beside_csv = os.path.normpath(os.path.join(csv_dir, listed))
-    if not os.path.isfile(beside_csv):
+  path = files.normpath(os.path.join(video_dir, listed))
+  video_id = files.normpath(listed)
+  if not files.isfile(path):
+    beside_csv = files.normpath(os.path.join(csv_dir, listed))
+    if not files.isfile(beside_csv):
       return path, video_id.replace(os.sep, "/")
     path = beside_csv
   relative = os.path.relpath(path, video_dir)
@@ -541,9 +541,9 @@ def _resolve_listed_path(listed, video_dir, csv_dir):
 
 
 def _read_labels_csv(video_dir, labels_csv):
-  if not os.path.isfile(labels_csv):
+  if not files.isfile(labels_csv):
     raise IngestError(f"--labels_csv {labels_csv} does not exist.")
-  with open(labels_csv, newline="", encoding="utf-8-sig") as f:
+  with files.open_file(labels_csv, newline="", encoding="utf-8-sig") as f:
     reader = csv.DictReader(f)
     columns = [c.strip() for c in (reader.fieldnames or [])]
     if "path" not in columns:
@@ -551,7 +551,7 @@ def _read_labels_csv(video_dir, labels_csv):
                         f"(columns: {', '.join(columns) or 'none'}).")
     rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()}
             for row in reader]
-  csv_dir = os.path.dirname(os.path.abspath(labels_csv))
+  csv_dir = os.path.dirname(files.abspath(labels_csv))
   entries, seen = [], set()
   for line, row in enumerate(rows, start=2):
     if not row["path"]:
@@ -605,8 +605,8 @@ def _run_decode_phase(tasks, options, work_dir, num_workers, show_progress):
   records, pending = {}, []
   for task in tasks:
     record_path = task.work_prefix + ".json"
-    if os.path.isfile(record_path):
-      with open(record_path) as f:
+    if files.isfile(record_path):
+      with files.open_file(record_path) as f:
         records[task.video_id] = json.load(f)
     else:
       pending.append(task)
@@ -679,7 +679,7 @@ def _plan_shards(items, max_videos, max_bytes):
   """Splits a list of (video_id, work_file, ...) items into shard lists."""
   shards, current, current_bytes = [], [], 0
   for item in items:
-    size = os.path.getsize(item[1])
+    size = files.getsize(item[1])
     if current and (len(current) >= max_videos
                     or current_bytes + size > max_bytes):
       shards.append(current)
@@ -714,7 +714,7 @@ def _write_dataset(directory, name, splits, stats, videos_per_shard,
     for shard_id, shard_items in enumerate(shards):
       serialized = []
       for _, work_file, label in shard_items:
-        with open(work_file, "rb") as f:
+        with files.open_file(work_file, "rb") as f:
           example = tf_example_pb2.Example.FromString(f.read())
         feature = example.features.feature
         feature["index"].int64_list.value[:] = [index]
@@ -740,7 +740,7 @@ def _write_shard_unless_identical(path, serialized):
   """
   expected_size = sum(shard_check.FRAMING_BYTES + len(record)
                       for record in serialized)
-  if (os.path.isfile(path) and os.path.getsize(path) == expected_size
+  if (files.isfile(path) and files.getsize(path) == expected_size
       and shard_check.check_records(path, serialized)):
     return
   schema.write_shard(path, serialized)
@@ -764,10 +764,10 @@ def _remove_stale_shards(directory, name, shard_lengths):
           for split, lengths in shard_lengths.items()
           for i in range(len(lengths))}
   prefix = f"{name}-"
-  for file_name in os.listdir(directory):
+  for file_name in files.listdir(directory):
     if (file_name.startswith(prefix) and ".tfrecord-" in file_name
         and file_name not in keep):
-      os.remove(os.path.join(directory, file_name))
+      files.remove(os.path.join(directory, file_name))
 
 
 def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
@@ -823,10 +823,10 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
   """
   _check_arguments(video_dir, fps, short_side, sample_rate, jpeg_quality,
                    missing_audio, val_fraction)
-  video_dir = os.path.abspath(video_dir)
-  directory = schema.dataset_dir(os.path.abspath(output_dir), name)
+  video_dir = files.abspath(video_dir)
+  directory = schema.dataset_dir(files.abspath(output_dir), name)
   entries = _list_inputs(video_dir, labels_csv,
-                         exclude_dir=os.path.join(os.path.abspath(output_dir),
+                         exclude_dir=os.path.join(files.abspath(output_dir),
                                                   name))
   options = _DecodeOptions(fps=int(fps), short_side=int(short_side),
                            sample_rate=int(sample_rate),
@@ -839,7 +839,7 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
                        labels_csv)
   _check_same_settings(directory, settings, overwrite)
   work_dir = os.path.join(directory, WORK_DIR)
-  os.makedirs(work_dir, exist_ok=True)
+  files.makedirs(work_dir)
   tasks = [_Task(e.video_id, e.path, os.path.join(work_dir,
                                                   _work_key(e, options)))
            for e in entries if not e.duplicate]
@@ -853,7 +853,7 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
   if not splits:
     report = _make_report(directory, entries, records, {})
     files.write_json(report_path, report)
-    shutil.rmtree(work_dir, ignore_errors=True)
+    files.rmtree(work_dir)
     raise IngestError(
         f"No video ingested from {video_dir}: {report['num_skipped']} files "
         f"skipped ({_format_counts(report['counts_by_status'])}); see "
@@ -875,7 +875,7 @@ def ingest(video_dir, output_dir, name, labels_csv=None, fps=16,
   _remove_stale_shards(directory, name, shard_lengths)
   report = _make_report(directory, entries, records, indices)
   files.write_json(report_path, report)
-  shutil.rmtree(work_dir, ignore_errors=True)
+  files.rmtree(work_dir)
   logging.info("Ingested %d videos into %s (%d skipped).",
                report["num_ingested"], directory, report["num_skipped"])
   return report
@@ -894,7 +894,7 @@ def _check_arguments(video_dir, fps, short_side, sample_rate, jpeg_quality,
   if fps <= 0 or short_side <= 0 or sample_rate <= 0:
     raise IngestError(f"fps, short_side and sample_rate must be positive, got "
                       f"{fps}, {short_side}, {sample_rate}.")
-  if not video_dir or not os.path.isdir(video_dir):
+  if not video_dir or not files.isdir(video_dir):
     raise IngestError(f"--video_dir {video_dir} does not exist or is not a "
                       "folder.")
 

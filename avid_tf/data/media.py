@@ -35,7 +35,7 @@ def write_av_file(path, frames, fps, audio=None, sample_rate=48000, crf=20):
   if height % 2 or width % 2:
     raise ValueError(f"frame size must be even for yuv420p, got {height}x"
                      f"{width} for {path}")
-  with files.atomic_path(path) as tmp_path:
+  with files.atomic_path(path, local=True) as tmp_path:
     with av.open(tmp_path, mode="w") as container:
       video_stream = container.add_stream("libx264", rate=int(fps))
       video_stream.width = width

@@ -133,10 +133,10 @@ class Preprocessing:
       FileNotFoundError: when `model_dir` holds no record.
     """
     path = os.path.join(model_dir, cls.FILE_NAME)
-    if not os.path.isfile(path):
+    if not files.isfile(path):
       raise FileNotFoundError(f"{path} not found: is {model_dir} the "
                               "--model_dir of a training run?")
-    with open(path) as f:
+    with files.open_file(path) as f:
       return cls.from_dict(json.load(f))
 
 

@@ -23,9 +23,11 @@ One example per video:
   duration  float32  seconds of video
 """
 
+import contextlib
 import dataclasses
 import json
 import os
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -102,51 +104,89 @@ def write_dataset_info(directory, name, shard_lengths, metadata,
       `instances.npz` so that training can read them without reading the
       shards.
   """
-  template = tfds.core.ShardedFileTemplate(
-      data_dir=directory, template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
-      dataset_name=name, filetype_suffix="tfrecord")
-  split_infos = [
-      tfds.core.SplitInfo(name=split, shard_lengths=list(lengths),
-                          num_bytes=sum(
-                              os.path.getsize(shard_path(directory, name, split,
-                                                         i, len(lengths)))
-                              for i in range(len(lengths))),
-                          filename_template=template.replace(split=split))
-      for split, lengths in shard_lengths.items()
-  ]
-  tfds.folder_dataset.write_metadata(
-      data_dir=directory, features=features(), split_infos=split_infos,
-      filename_template=template, check_data=False, description=description)
+  num_bytes = {split: sum(files.getsize(shard_path(directory, name, split, i,
+                                                   len(lengths)))
+                          for i in range(len(lengths)))
+               for split, lengths in shard_lengths.items()}
+  shard_names = [os.path.basename(shard_path(directory, name, split, i,
+                                             len(lengths)))
+                 for split, lengths in shard_lengths.items()
+                 for i in range(len(lengths))]
+  with _tfds_metadata_folder(directory, shard_names) as metadata_dir:
+    template = tfds.core.ShardedFileTemplate(
+        data_dir=metadata_dir,
+        template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
+        dataset_name=name, filetype_suffix="tfrecord")
+    split_infos = [
+        tfds.core.SplitInfo(name=split, shard_lengths=list(lengths),
+                            num_bytes=num_bytes[split],
+                            filename_template=template.replace(split=split))
+        for split, lengths in shard_lengths.items()
+    ]
+    tfds.folder_dataset.write_metadata(
+        data_dir=metadata_dir, features=features(), split_infos=split_infos,
+        filename_template=template, check_data=False,
+        description=description)
   columns = {f"{split}_{column}": np.asarray(values, np.int64)
              for split, split_columns in (instance_columns or {}).items()
              for column, values in split_columns.items()}
   instances_path = os.path.join(directory, INSTANCES_FILE)
   if columns:
-    with files.atomic_path(instances_path) as tmp_path:
-      with open(tmp_path, "wb") as f:
+    with files.atomic_path(instances_path, local=True) as tmp_path:
+      with files.open_file(tmp_path, "wb") as f:
         np.savez(f, **columns)
-  elif os.path.exists(instances_path):
-    os.remove(instances_path)
+  elif files.exists(instances_path):
+    files.remove(instances_path)
   files.write_json(os.path.join(directory, METADATA_FILE), metadata)
 
 
+@contextlib.contextmanager
+def _tfds_metadata_folder(directory, shard_names=()):
+  """The folder TFDS reads (or writes) a dataset's metadata files in.
+
+  TFDS opens paths through etils, which knows local, gs:// and s3:// paths
+  but not every file system `tf.io.gfile` does (ram://, hdfs://). For a URL
+  the metadata files (the JSON files of the dataset folder) are staged in
+  a local temporary folder: copied from `directory` before reading, or,
+  when writing (`shard_names` given: empty stand-ins for TFDS to list),
+  copied to `directory` after, each renamed into place.
+  """
+  if not files.is_url(directory):
+    yield directory
+    return
+  with tempfile.TemporaryDirectory() as local:
+    for path in files.glob(files.join(directory, "*.json")):
+      tf.io.gfile.copy(path, os.path.join(local, os.path.basename(path)))
+    for name in shard_names:
+      open(os.path.join(local, name), "wb").close()
+    yield local
+    if shard_names:
+      for name in sorted(set(os.listdir(local)) - set(shard_names)):
+        files.upload(os.path.join(local, name), files.join(directory, name))
+
+
 def load_builder(directory):
-  """Returns the TFDS builder of a dataset folder, with a clear error."""
-  if not os.path.isfile(os.path.join(directory, "dataset_info.json")):
+  """Returns the TFDS builder of a dataset folder, with a clear error.
+
+  The builder's shard paths are those of a local copy of the metadata for
+  a URL `directory`; `DatasetInfo.load` gives the real ones.
+  """
+  if not files.isfile(os.path.join(directory, "dataset_info.json")):
     raise FileNotFoundError(
         f"No dataset at {directory}: expected dataset_info.json (create one "
         "with scripts/prepare_data.py and pass its <output_dir>/<name>/1.0.0 "
         "folder).")
-  return tfds.builder_from_directory(directory)
+  with _tfds_metadata_folder(directory) as metadata_dir:
+    return tfds.builder_from_directory(metadata_dir)
 
 
 def read_metadata(directory):
   """Returns the dict stored in `avid_metadata.json` of a dataset folder."""
   path = os.path.join(directory, METADATA_FILE)
-  if not os.path.isfile(path):
+  if not files.isfile(path):
     raise FileNotFoundError(f"{path} is missing: the dataset was not written "
                             "by avid_tf's ingest or is incomplete.")
-  with open(path) as f:
+  with files.open_file(path) as f:
     return json.load(f)
 
 
@@ -229,14 +269,17 @@ class DatasetInfo:
     splits = {}
     for split, info in builder.info.splits.items():
       splits[split] = SplitInfo(
-          name=split, paths=tuple(os.fspath(p) for p in info.filepaths),
+          name=split, paths=tuple(
+              shard_path(directory, builder.info.name, split, i,
+                         len(info.shard_lengths))
+              for i in range(len(info.shard_lengths))),
           lengths=tuple(int(n) for n in info.shard_lengths),
           num_bytes=int(info.num_bytes),
           num_examples=int(info.num_examples))
     columns = {}
     instances_path = os.path.join(directory, INSTANCES_FILE)
-    if os.path.isfile(instances_path):
-      with np.load(instances_path) as arrays:
+    if files.isfile(instances_path):
+      with files.open_file(instances_path, "rb") as f, np.load(f) as arrays:
         columns = {key: arrays[key] for key in arrays.files}
     return cls(directory, builder.info.name, splits,
                read_metadata(directory), columns)

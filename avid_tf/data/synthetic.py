@@ -881,7 +881,7 @@ def _write_video(task):
   if source != (class_id, video_index):
     audio_params = instance_params(specs, source[0], source[1], seed, size,
                                    duration)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  files.makedirs(os.path.dirname(path))
   media.write_av_file(path, render_video(params, fps=fps), fps,
                       audio=render_audio(audio_params, sample_rate),
                       sample_rate=sample_rate)
@@ -975,7 +975,7 @@ def generate_dataset(output_dir, num_classes=10, videos_per_class=100,
 
   labels_path = os.path.join(output_dir, LABELS_FILE)
   with files.atomic_path(labels_path) as tmp_path:
-    with open(tmp_path, "w", newline="", encoding="utf-8") as f:
+    with files.open_file(tmp_path, "w", newline="", encoding="utf-8") as f:
       writer = csv.writer(f)
       writer.writerow(CSV_COLUMNS)
       writer.writerows(rows)

@@ -91,7 +91,7 @@ def load_model(model_dir, random_init=False, seed=runs.RANDOM_INIT_SEED,
     (model, settings): the `AVModel` and a JSON-able dict naming its
     weights (run folder, checkpoint or random seed).
   """
-  model_dir = os.path.abspath(model_dir)
+  model_dir = files.abspath(model_dir)
   run = runs.open_run(model_dir)
   if random_init:
     model = run.random_init_model(num_data, seed=seed)
@@ -100,7 +100,7 @@ def load_model(model_dir, random_init=False, seed=runs.RANDOM_INIT_SEED,
   checkpoint = run.checkpoint()
   model = run.model(checkpoint)
   return model, {"model_dir": model_dir,
-                 "checkpoint": os.path.abspath(checkpoint),
+                 "checkpoint": files.abspath(checkpoint),
                  "random_init_seed": None}
 
 
@@ -304,15 +304,15 @@ def _feature_names(settings):
 
 def _read_manifest(output_dir):
   path = os.path.join(output_dir, MANIFEST_FILE)
-  if not os.path.isfile(path):
+  if not files.isfile(path):
     return None
-  with open(path, encoding="utf-8") as f:
+  with files.open_file(path, encoding="utf-8") as f:
     return json.load(f)
 
 
 def _shard_done(output_dir, manifest, shard):
   return shard in manifest["finished_shards"] and all(
-      os.path.isfile(os.path.join(output_dir, shard_file(
+      files.isfile(os.path.join(output_dir, shard_file(
           name, shard, manifest["num_shards"])))
       for name in _feature_names(manifest["settings"]))
 
@@ -372,14 +372,14 @@ def extract_to_shards(model, dataset, split, preprocessing, output_dir,
   num_videos = dataset.num_examples(split)
   full_settings = dict(settings or {})
   full_settings.update({
-      "dataset_dir": os.path.abspath(dataset.directory), "split": split,
+      "dataset_dir": files.abspath(dataset.directory), "split": split,
       "num_videos": int(num_videos), "modalities": list(modalities),
       "features": list(names), "num_clips": int(num_clips),
       "average_clips": bool(average_clips), "spatial_pool": spatial_pool,
       "shard_size": int(shard_size),
       "preprocessing": preprocessing.to_dict()})
   full_settings = settings_record.normalized(full_settings)
-  os.makedirs(output_dir, exist_ok=True)
+  files.makedirs(output_dir)
   manifest, index = _start_or_resume(output_dir, dataset, split,
                                      full_settings)
   todo = [shard for shard in range(manifest["num_shards"])
@@ -413,12 +413,12 @@ def _start_or_resume(output_dir, dataset, split, settings):
                                 settings["shard_size"]),
                 "finished_shards": [], "shapes": {}}
   index_path = os.path.join(output_dir, INDEX_FILE)
-  if os.path.isfile(index_path):
-    with np.load(index_path) as stored:
+  if files.isfile(index_path):
+    with np.load(files.open_file(index_path, "rb")) as stored:
       index = {key: stored[key] for key in stored.files}
   else:
     index = read_split_index(dataset, split)
-    with files.atomic_path(index_path) as tmp_path:
+    with files.atomic_path(index_path, local=True) as tmp_path:
       np.savez(tmp_path, **index)
   files.write_json(os.path.join(output_dir, MANIFEST_FILE), manifest)
   return manifest, index
@@ -446,7 +446,7 @@ def _write_shard(output_dir, manifest, shard, collected):
   for name, array in collected.items():
     path = os.path.join(output_dir, shard_file(name, shard,
                                                manifest["num_shards"]))
-    with files.atomic_path(path) as tmp_path:
+    with files.atomic_path(path, local=True) as tmp_path:
       np.save(tmp_path, array)
     manifest["shapes"][name] = list(array.shape[1:])
   manifest["finished_shards"] = sorted(set(manifest["finished_shards"])
@@ -486,12 +486,13 @@ def load_features(features_dir, names=None):
     raise errors.UserError(f"{features_dir}: shards {missing} are not "
                            "extracted yet; rerun extract_features.py with "
                            "the same flags to finish.")
-  with np.load(os.path.join(features_dir, INDEX_FILE)) as index:
+  with np.load(files.open_file(os.path.join(features_dir, INDEX_FILE),
+                               "rb")) as index:
     result = {key: index[key] for key in index.files}
   for name in names:
     result[name] = np.concatenate([
-        np.load(os.path.join(features_dir, shard_file(
-            name, shard, manifest["num_shards"])))
+        np.load(files.open_file(os.path.join(features_dir, shard_file(
+            name, shard, manifest["num_shards"])), "rb"))
         for shard in range(manifest["num_shards"])])
   result["settings"] = manifest["settings"]
   return result

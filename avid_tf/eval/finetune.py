@@ -22,7 +22,6 @@ checkpoint and skips finished folds; one with other settings is refused.
 """
 
 import dataclasses
-import glob
 import json
 import os
 from typing import Tuple
@@ -167,9 +166,9 @@ def predict_test_clips(model, clips, num_videos, num_clips, verbose=True):
 
 
 def _read_json(path):
-  if not os.path.isfile(path):
+  if not files.isfile(path):
     return None
-  with open(path) as f:
+  with files.open_file(path) as f:
     return json.load(f)
 
 
@@ -349,15 +348,15 @@ def _train_epoch(model, optimizer, fold_data, source, epoch, clips, schedule,
 def _save_epoch(model, optimizer, fold_dir, epoch, keep_checkpoints):
   """Checkpoints the end of `epoch`, records it, drops stale checkpoints."""
   checkpoint_dir = os.path.join(fold_dir, "checkpoints")
-  os.makedirs(checkpoint_dir, exist_ok=True)
+  files.makedirs(checkpoint_dir)
   _checkpoint(model, optimizer).write(
       os.path.join(checkpoint_dir, f"epoch-{epoch + 1}"))
   files.write_json(os.path.join(fold_dir, PROGRESS_FILE),
                    {"epochs_done": epoch + 1})
   stale = epoch + 1 - keep_checkpoints
   if stale >= 1:
-    for path in glob.glob(os.path.join(checkpoint_dir, f"epoch-{stale}.*")):
-      os.remove(path)
+    for path in files.glob(os.path.join(checkpoint_dir, f"epoch-{stale}.*")):
+      files.remove(path)
 
 
 def _check_fold(fold_data, schedule):

@@ -27,7 +27,6 @@ video, short side resized to crop_size / 0.875 (256 for 224), centre crop.
 
 import csv
 import dataclasses
-import glob
 import os
 import re
 from typing import Any, Optional
@@ -42,6 +41,7 @@ from avid_tf.data import augmentation
 from avid_tf.data import schema
 from avid_tf.data import video_ops
 from avid_tf.utils import checks
+from avid_tf.utils import files
 
 AUTOTUNE = tf.data.AUTOTUNE
 _plain = tf.autograph.experimental.do_not_convert
@@ -106,10 +106,10 @@ def _normalise_id(path):
 
 def read_split_csv(path):
   """Returns {normalised video path: label} of a fold list CSV."""
-  if not os.path.isfile(path):
+  if not files.isfile(path):
     raise FinetuneDataError(f"Split list {path} not found (expected columns "
                             "path,label)")
-  with open(path, newline="", encoding="utf-8-sig") as f:
+  with files.open_file(path, newline="", encoding="utf-8-sig") as f:
     reader = csv.DictReader(f)
     missing = {"path", "label"} - set(reader.fieldnames or ())
     if missing:
@@ -188,7 +188,7 @@ def _ingested_source(dataset_dir, split_csv_dir, name=None):
                       examples(all_paths, test_ids), len(train_ids),
                       len(test_ids))
 
-    lists = sorted(glob.glob(os.path.join(split_csv_dir, "*list*.csv")))
+    lists = sorted(files.glob(os.path.join(split_csv_dir, "*list*.csv")))
     if not lists:
       raise FinetuneDataError(f"No trainlistNN.csv / testlistNN.csv in "
                               f"{split_csv_dir}")

@@ -10,7 +10,7 @@ from avid_tf.utils import files  # pylint: disable=g-import-not-at-top
 
 
 def _save(figure, path):
-  with files.atomic_path(path) as tmp_path:
+  with files.atomic_path(path, local=True) as tmp_path:
     figure.savefig(tmp_path, dpi=110, bbox_inches="tight")
   plt.close(figure)
 

@@ -25,6 +25,7 @@ from avid_tf.eval import chance
 from avid_tf.eval import features as features_lib
 from avid_tf.eval import sklearn_probe
 from avid_tf.eval import stage_probe
+from avid_tf.utils import files
 from avid_tf.utils import settings_record
 
 REPORT_FILE = "linear_probe.json"
@@ -209,7 +210,7 @@ def audio_probe(model_dir, dataset_dir=None, audio_dir=None,
   if audio_dir is not None and folds_csv is None:
     raise errors.UserError("--audio_dir needs --folds_csv (filename,fold,"
                            "target columns).")
-  if audio_dir is not None and not os.path.isfile(folds_csv):
+  if audio_dir is not None and not files.isfile(folds_csv):
     raise FileNotFoundError(f"--folds_csv {folds_csv} does not exist.")
   sklearn_probe.make_classifier(classifier, C)  # Checks the settings early.
   unknown = set(stages) - set(audio_probe_lib.STAGES)

@@ -231,7 +231,7 @@ def write_report(run_dirs, output_dir):
     (None when no run has training curves).
   """
   report = build_report(run_dirs)
-  os.makedirs(output_dir, exist_ok=True)
+  files.makedirs(output_dir)
   curves = {f"{run['run_dir']}/{folder}" if folder != "." else run["run_dir"]:
             curve for run in report["runs"]
             for folder, curve in run["curves"].items()}

@@ -50,7 +50,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import keras
@@ -282,14 +281,14 @@ def export_encoder(encoder: keras.Model,
     raise ValueError(f"input_signature_shape must start with a None batch "
                      f"axis, got {shape} for {export_dir}")
   export_dir = os.fspath(export_dir)
-  if os.path.exists(export_dir) and not overwrite:
+  if files.exists(export_dir) and not overwrite:
     raise FileExistsError(
         f"Export folder {export_dir} already exists (pass overwrite=True)")
 
   record_preprocessing = dict(DEFAULT_PREPROCESSING[modality])
   record_preprocessing.update(preprocessing or {})
-  os.makedirs(os.path.dirname(os.path.abspath(export_dir)), exist_ok=True)
-  with files.atomic_path(export_dir) as tmp_dir:
+  files.makedirs(os.path.dirname(files.abspath(export_dir)))
+  with files.atomic_path(export_dir, local=True) as tmp_dir:
     with _local_batch_norm(encoder):
       endpoints = _EncoderEndpoints(encoder)
       output_shape = _write_archive(endpoints, shape, tmp_dir)
@@ -300,8 +299,8 @@ def export_encoder(encoder: keras.Model,
     _write_json(os.path.join(tmp_dir, METADATA_FILE), metadata)
     if verify_inputs is not None:
       check_export(tmp_dir, encoder, verify_inputs, atol=verify_atol)
-    if os.path.exists(export_dir):  # overwrite=True, checked above
-      shutil.rmtree(export_dir)
+    if files.exists(export_dir):  # overwrite=True, checked above
+      files.rmtree(export_dir)
   return export_dir
 
 
@@ -421,10 +420,10 @@ def export_encoders(model_or_encoders: Any,
 def read_metadata(path: str) -> Dict[str, Any]:
   """Returns the avid_encoder.json of an exported encoder."""
   metadata_path = os.path.join(path, METADATA_FILE)
-  if not os.path.exists(metadata_path):
+  if not files.exists(metadata_path):
     raise FileNotFoundError(f"No {METADATA_FILE} in {path}: not an avid_tf "
                             f"encoder export")
-  with open(metadata_path) as f:
+  with files.open_file(metadata_path) as f:
     return json.load(f)
 
 
@@ -555,10 +554,10 @@ def load_encoder_layer(path: str,
     An `EncoderLayer` mapping [B, ...] float32 inputs to [B, D] features;
     `training=True` calls use the training endpoint.
   """
-  if not os.path.isdir(path):
+  if not files.isdir(path):
     raise FileNotFoundError(f"No exported encoder at {path}")
   return EncoderLayer(path, trainable=trainable,
-                      name=name or os.path.basename(os.path.normpath(path)))
+                      name=name or os.path.basename(files.normpath(path)))
 
 
 def check_export(path: str,

@@ -92,11 +92,11 @@ def read(model_dir):
     FileNotFoundError: the folder has neither file.
   """
   path = os.path.join(model_dir, FILE_NAME)
-  if os.path.isfile(path):
-    with open(path) as f:
+  if files.isfile(path):
+    with files.open_file(path) as f:
       return json.load(f)
   config_path = os.path.join(model_dir, CONFIG_FILE)
-  if not os.path.isfile(config_path):
+  if not files.isfile(config_path):
     raise FileNotFoundError(f"{config_path} not found: is {model_dir} the "
                             "--model_dir of a training run?")
   with gin_utils.isolated_config():

@@ -41,6 +41,16 @@ class DamagedCheckpointError(errors.UserError):
   """Raised when the checkpoint asked for, or every one of a run, is damaged."""
 
 
+def saved_shapes(path):
+  """{variable name: shape} of the checkpoint at prefix `path`.
+
+  `tf.train.list_variables` would first ask whether `path` is a folder, and
+  some file systems (ram://) say yes for any prefix of stored names.
+  """
+  return tf.compat.v1.train.NewCheckpointReader(
+      path).get_variable_to_shape_map()
+
+
 def _by_path(variables, owner, drop_prefix=False):
   """Maps variable paths to variables; `drop_prefix` drops the owner's name.
 
@@ -119,7 +129,7 @@ def _check_compatible(path, model, variables, num_data=None):
   Raises:
     CheckpointMismatchError: naming both sides of the first mismatch.
   """
-  saved = dict(tf.train.list_variables(path))
+  saved = saved_shapes(path)
   rows = bank_rows(path, model.video_bank.bank.path)
   if num_data is not None and rows != num_data:
     raise CheckpointMismatchError(
@@ -149,7 +159,7 @@ def bank_rows(path, bank_path):
   Raises:
     CheckpointMismatchError: when the checkpoint holds no such bank.
   """
-  shape = dict(tf.train.list_variables(path)).get(
+  shape = saved_shapes(path).get(
       _checkpoint_key("model", bank_path))
   if shape is None or len(shape) != 2:
     raise CheckpointMismatchError(
@@ -214,7 +224,7 @@ def unreadable_reason(path):
   read of the checkpoint.
   """
   try:
-    reader = tf.train.load_checkpoint(path)
+    reader = tf.compat.v1.train.NewCheckpointReader(path)
     for name in reader.get_variable_to_shape_map():
       reader.get_tensor(name)
   # Damaged files raise many kinds of errors: IndexError ("Read less bytes
@@ -391,7 +401,7 @@ def initialize_from(model, path):
       raise ValueError(f"{type(objective).__name__} inherits '{name}' but has "
                        "no such state variable")
     inherited[name] = objective.state[name]
-  saved = dict(tf.train.list_variables(path))
+  saved = saved_shapes(path)
   for name, variable in inherited.items():
     if _checkpoint_key("model", variable.path) not in saved:
       raise CheckpointMismatchError(

@@ -205,9 +205,9 @@ def _earlier_summary(model_dir, start_step, steps_per_epoch, resumed):
   earlier = {"train_seconds": 0.0, "final_logs": {}, "epoch_logs": [],
              "sessions": []}
   path = os.path.join(model_dir, SUMMARY_FILE)
-  if not resumed or not os.path.isfile(path):
+  if not resumed or not files.isfile(path):
     return earlier
-  with open(path) as f:
+  with files.open_file(path) as f:
     recorded = json.load(f)
   completed_epochs = start_step // steps_per_epoch
   return {"train_seconds": float(recorded.get("train_seconds", 0.0)),
@@ -230,9 +230,9 @@ def _check_unchanged_settings(model_dir):
     errors.InvalidValueError: naming each setting that differs.
   """
   path = os.path.join(model_dir, builder_args.CONFIG_FILE)
-  if not os.path.isfile(path):
+  if not files.isfile(path):
     return
-  with open(path) as f:
+  with files.open_file(path) as f:
     recorded = f.read()
   current = gin.operative_config_str() + "\n" + gin.config_str()
   changed = gin_utils.changed_bindings(recorded, current,
@@ -373,7 +373,7 @@ def _train(model_dir, settings, init_from, extra_callbacks):
     print(f"Resuming from {state.restored} at step {start_step}.")
   is_chief = strategy_lib.is_chief(distribution)
   # The inputs checked out: only now does the run folder appear.
-  os.makedirs(model_dir, exist_ok=True)
+  files.makedirs(model_dir)
   run_callbacks = _make_callbacks(model_dir, settings, data, state,
                                   distribution, extra_callbacks)
   if is_chief and not state.restored:

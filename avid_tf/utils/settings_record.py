@@ -61,9 +61,9 @@ def check_same(recorded, settings, output_dir, what):
 def read(output_dir, file_name=SETTINGS_FILE):
   """The settings recorded in `output_dir`, or None."""
   path = os.path.join(output_dir, file_name)
-  if not os.path.isfile(path):
+  if not files.isfile(path):
     return None
-  with open(path, encoding="utf-8") as f:
+  with files.open_file(path) as f:
     return json.load(f)
 
 
@@ -88,6 +88,6 @@ def record_or_check(output_dir, settings, what, file_name=SETTINGS_FILE):
   if recorded is not None:
     check_same(recorded, settings, output_dir, what)
     return settings
-  os.makedirs(output_dir, exist_ok=True)
+  files.makedirs(output_dir)
   files.write_json(os.path.join(output_dir, file_name), settings)
   return settings
