@@ -211,3 +211,12 @@ def run_script(name, *arguments, check=False):
     raise AssertionError(f"{name} exited with {returncode}:\n"
                          f"{result.stderr[-3000:]}")
   return result
+
+
+def encode_audio_frame(container, stream, frame):
+  """Encodes one PyAV audio frame as the whole stream and flushes it."""
+  frame.pts = 0
+  for packet in stream.encode(frame):
+    container.mux(packet)
+  for packet in stream.encode(None):
+    container.mux(packet)

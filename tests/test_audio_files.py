@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from avid_tf.data import audio_files
+from conftest import encode_audio_frame
 
 RATE = 24000
 LSB = 1 / 32768
@@ -33,11 +34,7 @@ def _write(path, file_format, pcm, rate):
     frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples),
                                        format=frame_format, layout="stereo")
     frame.sample_rate = rate
-    frame.pts = 0
-    for packet in stream.encode(frame):
-      container.mux(packet)
-    for packet in stream.encode(None):
-      container.mux(packet)
+    encode_audio_frame(container, stream, frame)
 
 
 def _backends():

@@ -23,6 +23,7 @@ from avid_tf.data import augmentation
 from avid_tf.data import pipeline
 from avid_tf.data import preprocessing
 from avid_tf.data import schema
+from conftest import encode_audio_frame
 
 FPS = 16
 RATE = 24000
@@ -504,11 +505,7 @@ def _write_flac(path, pcm, rate):
     frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16",
                                        layout="mono")
     frame.sample_rate = rate
-    frame.pts = 0
-    for packet in stream.encode(frame):
-      container.mux(packet)
-    for packet in stream.encode(None):
-      container.mux(packet)
+    encode_audio_frame(container, stream, frame)
 
 
 @pytest.fixture(scope="module")
