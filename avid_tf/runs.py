@@ -163,8 +163,8 @@ class Run:
     beside an export: {"model_dir", "checkpoint", "step"} (step None for a
     converted checkpoint, which has no optimizer)."""
     path = self.checkpoint(checkpoint)
-    return {"model_dir": os.path.abspath(self.path),
-            "checkpoint": os.path.abspath(path),
+    return {"model_dir": files.abspath(self.path),
+            "checkpoint": files.abspath(path),
             "step": checkpointing.saved_step(path)}
 
   def _build(self, num_data, seed):

@@ -215,7 +215,7 @@ def default_output_dir(run_dirs):
   Raises:
     errors.UserError: the runs share no folder but the file system root.
   """
-  paths = [os.path.abspath(path) for path in run_dirs]
+  paths = [files.abspath(path) for path in run_dirs]
   parent = paths[0] if len(paths) == 1 else os.path.commonpath(paths)
   if os.path.dirname(parent) == parent:
     raise errors.UserError("The runs share no folder to put the report in; "

@@ -173,7 +173,8 @@ def saved_step(path):
 
   A converted official checkpoint holds the model only.
   """
-  reader = tf.train.load_checkpoint(path)
+  # Not tf.train.load_checkpoint: see `saved_shapes`.
+  reader = tf.compat.v1.train.NewCheckpointReader(path)
   key = _checkpoint_key("optimizer", "iteration")
   return int(reader.get_tensor(key)) if reader.has_tensor(key) else None
 
