@@ -285,13 +285,12 @@ def _check_arguments(**values):
 def _plot(work_dir, suffix, method, train_summary, val, dataset):
   """The loss curves of the last stage and the held-out features' PCA."""
   history = train_summary["history"]
+  curve_path = os.path.join(work_dir, f"loss_curve{suffix}.png")
   # A rerun that trained nothing keeps the curve of the session that did.
-  if history:
+  if history or not files.exists(curve_path):
     loss_keys = sorted({key for _, logs in history for key in logs
                         if key.startswith("loss_")})
-    plots.plot_loss_curve(history,
-                          os.path.join(work_dir, f"loss_curve{suffix}.png"),
-                          keys=["loss"] + loss_keys)
+    plots.plot_loss_curve(history, curve_path, keys=["loss"] + loss_keys)
   plots.plot_embeddings(
       val["video"], val["label"],
       os.path.join(work_dir, f"val_video_features_pca{suffix}.png"),
