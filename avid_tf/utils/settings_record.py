@@ -30,9 +30,7 @@ def normalized(settings):
 def absolute(path):
   """A local path made absolute (a rerun from another folder matches); a
   URL-like path ("gs://...", "ram://...") or None as it is."""
-  if path is None or "://" in str(path):
-    return path
-  return os.path.abspath(path)
+  return None if path is None else files.abspath(path)
 
 
 def differences(recorded, settings):
